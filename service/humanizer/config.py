@@ -1,0 +1,133 @@
+"""All settings, read from the environment (and an optional ``.env``) with pydantic-settings.
+
+Environment names from the product brief are kept as they are (``OPENAI_API_KEY``, ``REDIS_HOST``,
+``CELERY_WORKER_CONCURRENCY`` ...); settings that are ours carry the ``HUMANIZER_`` prefix.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- provider -------------------------------------------------------------------------
+    provider: Literal["offline", "openai", "echo"] = Field(
+        "offline", validation_alias=_env("HUMANIZER_PROVIDER", "provider")
+    )
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY", "openai_api_key"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL", "openai_base_url"))
+    openai_model: str = Field("gpt-4o-mini", validation_alias=_env("OPENAI_MODEL", "openai_model"))
+    openai_max_tokens: int = Field(
+        1024, ge=1, le=128_000, validation_alias=_env("OPENAI_MAX_TOKENS", "openai_max_tokens")
+    )
+    openai_temperature: float = Field(
+        0.7, ge=0.0, le=2.0, validation_alias=_env("OPENAI_TEMPERATURE", "openai_temperature")
+    )
+    openai_timeout: float = Field(60.0, gt=0, validation_alias=_env("OPENAI_TIMEOUT", "openai_timeout"))
+    openai_sdk_max_retries: int = Field(
+        0, ge=0, le=1, validation_alias=_env("OPENAI_SDK_MAX_RETRIES", "openai_sdk_max_retries")
+    )
+
+    offline_latency: float = Field(
+        0.0, ge=0.0, le=30.0, validation_alias=_env("HUMANIZER_OFFLINE_LATENCY", "offline_latency")
+    )
+
+    # --- redis ----------------------------------------------------------------------------
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "redis_url"))
+    redis_host: str = Field("127.0.0.1", validation_alias=_env("REDIS_HOST", "redis_host"))
+    redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("REDIS_PORT", "redis_port"))
+    redis_db: int = Field(0, ge=0, le=15, validation_alias=_env("REDIS_DB", "redis_db"))
+    redis_password: SecretStr | None = Field(None, validation_alias=_env("REDIS_PASSWORD", "redis_password"))
+
+    # --- celery ---------------------------------------------------------------------------
+    celery_worker_concurrency: int = Field(
+        8, ge=1, le=1024, validation_alias=_env("CELERY_WORKER_CONCURRENCY", "celery_worker_concurrency")
+    )
+    celery_worker_pool: Literal["threads", "prefork", "solo"] = Field(
+        "threads", validation_alias=_env("CELERY_WORKER_POOL", "celery_worker_pool")
+    )
+    celery_task_max_retries: int = Field(
+        5, ge=0, le=100, validation_alias=_env("CELERY_TASK_MAX_RETRIES", "celery_task_max_retries")
+    )
+    celery_task_retry_delay: float = Field(
+        1.0, ge=0, validation_alias=_env("CELERY_TASK_RETRY_DELAY", "celery_task_retry_delay")
+    )
+    celery_task_retry_max_delay: float = Field(
+        60.0, ge=0, validation_alias=_env("CELERY_TASK_RETRY_MAX_DELAY", "celery_task_retry_max_delay")
+    )
+    celery_task_soft_time_limit: float = Field(
+        240.0, gt=0, validation_alias=_env("CELERY_TASK_SOFT_TIME_LIMIT", "celery_task_soft_time_limit")
+    )
+    celery_task_time_limit: float = Field(
+        300.0, gt=0, validation_alias=_env("CELERY_TASK_TIME_LIMIT", "celery_task_time_limit")
+    )
+    celery_visibility_timeout: int = Field(
+        3600, gt=0, validation_alias=_env("CELERY_VISIBILITY_TIMEOUT", "celery_visibility_timeout")
+    )
+
+    # --- jobs -----------------------------------------------------------------------------
+    style: str = Field("neutral", validation_alias=_env("HUMANIZER_STYLE", "style"))
+    chunk_max_tokens: int = Field(
+        400, ge=16, le=32_000, validation_alias=_env("HUMANIZER_CHUNK_MAX_TOKENS", "chunk_max_tokens")
+    )
+    max_document_bytes: int = Field(
+        2_000_000, ge=1, validation_alias=_env("HUMANIZER_MAX_DOCUMENT_BYTES", "max_document_bytes")
+    )
+    max_chunks: int = Field(5000, ge=1, validation_alias=_env("HUMANIZER_MAX_CHUNKS", "max_chunks"))
+    result_ttl_seconds: int = Field(
+        7 * 24 * 3600, ge=60, validation_alias=_env("HUMANIZER_RESULT_TTL_SECONDS", "result_ttl_seconds")
+    )
+    key_prefix: str = Field("hz", validation_alias=_env("HUMANIZER_KEY_PREFIX", "key_prefix"))
+
+    # --- logs -----------------------------------------------------------------------------
+    log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL", "log_level"))
+    log_format: Literal["json", "console"] = Field("json", validation_alias=_env("LOG_FORMAT", "log_format"))
+
+    def model_post_init(self, __context: object) -> None:
+        longest = max(self.celery_task_time_limit, self.celery_task_retry_max_delay)
+        if self.celery_visibility_timeout <= longest:
+            raise ValueError(
+                "CELERY_VISIBILITY_TIMEOUT must exceed both CELERY_TASK_TIME_LIMIT and "
+                f"CELERY_TASK_RETRY_MAX_DELAY ({longest:g}s), or Redis redelivers tasks that are still running"
+            )
+        if self.celery_task_soft_time_limit >= self.celery_task_time_limit:
+            raise ValueError("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+
+    @property
+    def redis_dsn(self) -> str:
+        """The Redis URL (``REDIS_URL`` wins; otherwise built from host/port/db/password)."""
+        if self.redis_url:
+            return self.redis_url
+        auth = ""
+        if self.redis_password is not None:
+            auth = ":" + quote(self.redis_password.get_secret_value(), safe="") + "@"
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def redis_dsn_redacted(self) -> str:
+        """The Redis URL safe for logs and error messages."""
+        dsn = self.redis_dsn
+        if "@" in dsn:
+            scheme, rest = dsn.split("://", 1)
+            dsn = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return dsn
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    get_settings.cache_clear()

@@ -1,0 +1,76 @@
+"""Merge and verification of a job, from what Redis holds (the task wrappers live in the worker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from humanizer.chunking import reassemble
+from humanizer.jobs.chunk_codec import chunk_from_dict
+from humanizer.jobs.models import JobStatus
+from humanizer.jobs.store import JobStore
+from humanizer.verification import VerificationOptions, verify_document
+
+
+def merge_job(store: JobStore, job_id: str) -> str:
+    """Reassemble the document if every chunk has exactly one output.
+
+    Returns ``merged``, ``already_merged``, ``ended`` (cancelled/stopped before), ``failed`` (dead
+    letters) or ``incomplete`` (outputs missing without a recorded failure: left for the reconciler).
+    """
+    meta = store.meta(job_id)
+    if JobStatus(meta["status"]).terminal:
+        return "ended"
+    if store.result(job_id) is not None:
+        return "already_merged"
+    total = int(meta["total"])
+    chunks = store.chunks(job_id)
+    outputs = store.outputs(job_id)
+    failures = store.failures(job_id)
+    if failures:
+        first = failures[min(failures)]
+        store.set_status(
+            job_id,
+            JobStatus.FAILURE,
+            phase="failed",
+            error=(
+                f"{len(failures)} of {total} chunks failed and were dead-lettered "
+                f"(chunks {_preview(sorted(failures))}); first: chunk {min(failures)}: "
+                f"{first.get('error_kind')}: {first.get('message')}"
+            ),
+        )
+        return "failed"
+    expected = set(range(total))
+    if set(outputs) != expected or set(chunks) != expected:
+        missing = sorted(expected - set(outputs))
+        store.set_fields(job_id, phase="incomplete", missing=_preview(missing))
+        return "incomplete"
+    ordered = [chunk_from_dict(chunks[i]) for i in range(total)]
+    text = reassemble(ordered, [outputs[i] for i in range(total)])
+    store.save_result(job_id, text)
+    store.set_fields(job_id, phase="merged")
+    return "merged"
+
+
+def verify_job(store: JobStore, job_id: str) -> dict[str, Any]:
+    """Compute and store the verification report for a merged job."""
+    meta = store.meta(job_id)
+    total = int(meta["total"])
+    chunks = store.chunks(job_id)
+    outputs = store.outputs(job_id)
+    flags = {int(k): v for k, v in store.r.hgetall(store.key(job_id, "flags")).items()}  # type: ignore[union-attr]
+    skip = {i for i, c in chunks.items() if c.get("kind") != "prose"}
+    report = verify_document(
+        [chunks[i]["text"] for i in range(total)],
+        [outputs[i] for i in range(total)],
+        VerificationOptions(),
+        placeholder_errors=flags or None,
+        skip=skip,
+    )
+    data = report.model_dump(mode="json")
+    store.save_report(job_id, data)
+    return data
+
+
+def _preview(indices: list[int], limit: int = 10) -> str:
+    head = ", ".join(str(i) for i in indices[:limit])
+    return head + (f", … (+{len(indices) - limit})" if len(indices) > limit else "")

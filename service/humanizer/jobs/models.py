@@ -1,0 +1,86 @@
+"""What a job is: the request that creates it, its status, and what callers read back."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+
+class JobStatus(StrEnum):
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    PROGRESS = "PROGRESS"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.CANCELLED)
+
+
+TERMINAL = frozenset({JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.CANCELLED})
+
+
+class JobRequest(BaseModel):
+    """One request to rewrite a document (``text``) or a list of pre-split ``chunks``."""
+
+    text: str | None = None
+    chunks: list[str] | None = None
+    style: str | None = None
+    custom_prompt: str | None = Field(None, max_length=4000)
+    provider: str | None = None
+    model: str | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=128_000)
+    chunk_max_tokens: int | None = Field(None, ge=16, le=32_000)
+    passthrough_structures: bool = True
+    context_chars: int = Field(0, ge=0, le=2000)
+    verify: bool = True
+    job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> JobRequest:
+        if (self.text is None) == (self.chunks is None):
+            raise ValueError("give exactly one of 'text' or 'chunks'")
+        return self
+
+
+class Progress(BaseModel):
+    completed: int
+    failed: int
+    skipped: int
+    total: int
+    percentage: float
+
+
+class JobView(BaseModel):
+    """Everything a caller may read about a job at any moment."""
+
+    job_id: str
+    status: JobStatus
+    phase: str
+    progress: Progress
+    provider: str
+    model: str
+    style: str
+    retries: int
+    tokens_in: int
+    tokens_out: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    dead_letters: int
+    verification: dict[str, Any] | None = None
+    humanized_text: str | None = None
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started_at is None:
+            return None
+        import time
+
+        return (self.finished_at or time.time()) - self.created_at

@@ -1,0 +1,41 @@
+"""Driving a job again from what Redis holds: dead-letter replay and re-drive of missing chunks."""
+
+from __future__ import annotations
+
+from humanizer.jobs.deadletters import DeadLetters
+from humanizer.jobs.dispatch import dispatch
+from humanizer.jobs.store import JobStore
+
+
+def redrive(store: JobStore, job_id: str) -> list[int]:
+    """Send a new chord for every chunk that has neither an output nor a recorded failure."""
+    meta = store.meta(job_id)
+    total = int(meta["total"])
+    have = store.output_indices(job_id) | set(store.failures(job_id))
+    missing = [i for i in range(total) if i not in have]
+    if meta["status"] in ("SUCCESS", "FAILURE", "CANCELLED"):
+        store.reopen(job_id, phase="rewriting")
+    round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))  # type: ignore[arg-type]
+    dispatch(job_id, missing, round_)
+    return missing
+
+
+def replay_dead_letter(store: JobStore, dead_letter_id: str) -> str:
+    """Forget a chunk's failure and send it (and any other unfinished chunk of its job) again."""
+    dlq = DeadLetters(store)
+    entry = dlq.get(dead_letter_id)
+    if entry is None:
+        raise KeyError(f"no dead letter {dead_letter_id}")
+    store.clear_failure(entry.job_id, entry.chunk_index)
+    dlq.remove(dead_letter_id)
+    redrive(store, entry.job_id)
+    return entry.job_id
+
+
+def replay_job(store: JobStore, job_id: str) -> list[int]:
+    """Replay every dead letter of ``job_id`` at once."""
+    dlq = DeadLetters(store)
+    for index in list(store.failures(job_id)):
+        store.clear_failure(job_id, index)
+        dlq.remove(f"{job_id}:{index}")
+    return redrive(store, job_id)

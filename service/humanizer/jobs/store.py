@@ -1,0 +1,290 @@
+"""The job record in Redis: the one place where documents, chunk outputs and progress live.
+
+Documents travel by reference (job id + chunk index); tasks read their chunk from here. Chunk outputs
+are first-writer-wins (``HSETNX`` inside a Lua script that also moves the counters), so a redelivered or
+duplicated task can never change or double-count a chunk.
+
+Keys (prefix ``hz`` by default)::
+
+    hz:job:<id>          hash   status, phase, counters, options, timestamps
+    hz:job:<id>:chunks   hash   index -> chunk JSON (text, kind, context)
+    hz:job:<id>:out      hash   index -> rewritten text (first writer wins)
+    hz:job:<id>:fail     hash   index -> failure JSON (permanent failures / dead letters)
+    hz:job:<id>:flags    hash   index -> why a chunk kept its original text (altered placeholders)
+    hz:job:<id>:result   string the merged document (first writer wins)
+    hz:job:<id>:report   string verification report JSON
+    hz:jobs              zset   job id -> created_at (listing)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+
+from humanizer.jobs.models import TERMINAL, JobStatus, JobView, Progress
+
+_TERMINAL_ARGS = [s.value for s in TERMINAL]
+
+# KEYS: job, out ; ARGV: index, text, tokens_in, tokens_out, now
+_SAVE_OUTPUT = """
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'done', 1)
+redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[4])
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'PENDING' or st == 'STARTED' then
+  redis.call('HSET', KEYS[1], 'status', 'PROGRESS')
+  if not redis.call('HGET', KEYS[1], 'started_at') then redis.call('HSET', KEYS[1], 'started_at', ARGV[5]) end
+end
+return 1
+"""
+
+# KEYS: job, fail ; ARGV: index, failure json
+_RECORD_FAILURE = """
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'failed', 1)
+return 1
+"""
+
+# KEYS: job, fail ; ARGV: index
+_CLEAR_FAILURE = """
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'failed', -1)
+return 1
+"""
+
+# KEYS: job ; ARGV: new status, now, then field/value pairs. Refuses to leave a terminal state.
+_SET_STATUS = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return -1 end
+if st == 'SUCCESS' or st == 'FAILURE' or st == 'CANCELLED' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
+if ARGV[1] == 'SUCCESS' or ARGV[1] == 'FAILURE' or ARGV[1] == 'CANCELLED' then
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+end
+if (ARGV[1] == 'STARTED' or ARGV[1] == 'PROGRESS') and not redis.call('HGET', KEYS[1], 'started_at') then
+  redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
+end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+# KEYS: job ; ARGV: new status, now, fields... Reopens a finished job (replay / re-drive).
+_REOPEN = """
+if not redis.call('HGET', KEYS[1], 'status') then return -1 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
+redis.call('HDEL', KEYS[1], 'finished_at', 'error')
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+
+class JobNotFound(KeyError):
+    pass
+
+
+class JobExists(ValueError):
+    pass
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, prefix: str = "hz", ttl_seconds: int = 7 * 24 * 3600) -> None:
+        self.r = client
+        self.prefix = prefix
+        self.ttl = ttl_seconds
+        self._save_output = client.register_script(_SAVE_OUTPUT)
+        self._record_failure = client.register_script(_RECORD_FAILURE)
+        self._clear_failure = client.register_script(_CLEAR_FAILURE)
+        self._set_status = client.register_script(_SET_STATUS)
+        self._reopen = client.register_script(_REOPEN)
+
+    # ---- keys ---------------------------------------------------------------------------
+    def key(self, job_id: str, part: str = "") -> str:
+        return f"{self.prefix}:job:{job_id}" + (f":{part}" if part else "")
+
+    def _all_keys(self, job_id: str) -> list[str]:
+        return [self.key(job_id, p) for p in ("", "chunks", "out", "fail", "flags", "result", "report")]
+
+    @property
+    def index_key(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    # ---- create -------------------------------------------------------------------------
+    def create(
+        self,
+        job_id: str,
+        meta: Mapping[str, Any],
+        chunks: Mapping[int, Mapping[str, Any]],
+        ready_outputs: Mapping[int, str],
+    ) -> None:
+        """Write a new job: its record, its chunks and the outputs of chunks that need no model."""
+        now = time.time()
+        if not self.r.hsetnx(self.key(job_id), "created_at", repr(now)):
+            raise JobExists(f"job {job_id} already exists")
+        record = {
+            **{k: _encode(v) for k, v in meta.items()},
+            "status": JobStatus.PENDING.value,
+            "phase": "queued",
+            "total": len(chunks),
+            "done": len(ready_outputs),
+            "failed": 0,
+            "skipped": 0,
+            "retries": 0,
+            "tokens_in": 0,
+            "tokens_out": 0,
+        }
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.key(job_id), mapping=record)
+        if chunks:
+            pipe.hset(self.key(job_id, "chunks"), mapping={str(i): json.dumps(c) for i, c in chunks.items()})
+        if ready_outputs:
+            pipe.hset(self.key(job_id, "out"), mapping={str(i): t for i, t in ready_outputs.items()})
+        pipe.zadd(self.index_key, {job_id: now})
+        pipe.execute()
+
+    # ---- read ---------------------------------------------------------------------------
+    def meta(self, job_id: str) -> dict[str, str]:
+        data = self.r.hgetall(self.key(job_id))
+        if not data:
+            raise JobNotFound(job_id)
+        return data  # type: ignore[return-value]
+
+    def exists(self, job_id: str) -> bool:
+        return bool(self.r.exists(self.key(job_id)))
+
+    def status(self, job_id: str) -> JobStatus | None:
+        value = self.r.hget(self.key(job_id), "status")
+        return JobStatus(value) if value else None
+
+    def chunk(self, job_id: str, index: int) -> dict[str, Any]:
+        raw = self.r.hget(self.key(job_id, "chunks"), str(index))
+        if raw is None:
+            raise JobNotFound(f"{job_id} chunk {index}")
+        return json.loads(raw)  # type: ignore[no-any-return]
+
+    def chunks(self, job_id: str) -> dict[int, dict[str, Any]]:
+        raw = self.r.hgetall(self.key(job_id, "chunks"))
+        return {int(i): json.loads(v) for i, v in raw.items()}  # type: ignore[union-attr]
+
+    def outputs(self, job_id: str) -> dict[int, str]:
+        raw = self.r.hgetall(self.key(job_id, "out"))
+        return {int(i): v for i, v in raw.items()}  # type: ignore[union-attr]
+
+    def output_indices(self, job_id: str) -> set[int]:
+        return {int(i) for i in self.r.hkeys(self.key(job_id, "out"))}  # type: ignore[union-attr]
+
+    def failures(self, job_id: str) -> dict[int, dict[str, Any]]:
+        raw = self.r.hgetall(self.key(job_id, "fail"))
+        return {int(i): json.loads(v) for i, v in raw.items()}  # type: ignore[union-attr]
+
+    def result(self, job_id: str) -> str | None:
+        return self.r.get(self.key(job_id, "result"))  # type: ignore[return-value]
+
+    def report(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.key(job_id, "report"))
+        return json.loads(raw) if raw else None  # type: ignore[arg-type]
+
+    def view(self, job_id: str, with_result: bool = True) -> JobView:
+        m = self.meta(job_id)
+        total = int(m.get("total", 0))
+        done, failed, skipped = int(m.get("done", 0)), int(m.get("failed", 0)), int(m.get("skipped", 0))
+        status = JobStatus(m["status"])
+        pct = 100.0 if status == JobStatus.SUCCESS else (100.0 * done / total if total else 0.0)
+        return JobView(
+            job_id=job_id,
+            status=status,
+            phase=m.get("phase", ""),
+            progress=Progress(
+                completed=done, failed=failed, skipped=skipped, total=total, percentage=round(pct, 2)
+            ),
+            provider=m.get("provider", ""),
+            model=m.get("model", ""),
+            style=m.get("style", ""),
+            retries=int(m.get("retries", 0)),
+            tokens_in=int(m.get("tokens_in", 0)),
+            tokens_out=int(m.get("tokens_out", 0)),
+            created_at=float(m["created_at"]),
+            started_at=float(m["started_at"]) if m.get("started_at") else None,
+            finished_at=float(m["finished_at"]) if m.get("finished_at") else None,
+            error=m.get("error") or None,
+            dead_letters=failed,
+            verification=self.report(job_id) if with_result else None,
+            humanized_text=self.result(job_id) if with_result and status == JobStatus.SUCCESS else None,
+        )
+
+    def list_jobs(self, offset: int = 0, limit: int = 50) -> list[str]:
+        return list(self.r.zrevrange(self.index_key, offset, offset + limit - 1))  # type: ignore[arg-type]
+
+    # ---- write --------------------------------------------------------------------------
+    def save_output(self, job_id: str, index: int, text: str, tokens_in: int = 0, tokens_out: int = 0) -> bool:
+        """Store a chunk's output if none is stored yet; True when this call was the first writer."""
+        keys = [self.key(job_id), self.key(job_id, "out")]
+        return bool(self._save_output(keys=keys, args=[index, text, tokens_in, tokens_out, time.time()]))
+
+    def record_failure(self, job_id: str, index: int, info: Mapping[str, Any]) -> bool:
+        keys = [self.key(job_id), self.key(job_id, "fail")]
+        return bool(self._record_failure(keys=keys, args=[index, json.dumps(info)]))
+
+    def clear_failure(self, job_id: str, index: int) -> bool:
+        keys = [self.key(job_id), self.key(job_id, "fail")]
+        return bool(self._clear_failure(keys=keys, args=[index]))
+
+    def incr(self, job_id: str, field: str, amount: int = 1) -> None:
+        self.r.hincrby(self.key(job_id), field, amount)
+
+    def set_fields(self, job_id: str, **fields: Any) -> None:
+        self.r.hset(self.key(job_id), mapping={k: _encode(v) for k, v in fields.items()})
+
+    def set_status(self, job_id: str, status: JobStatus, **fields: Any) -> bool:
+        """Move to ``status`` unless the job already ended; True if it moved."""
+        args: list[Any] = [status.value, repr(time.time())]
+        for k, v in fields.items():
+            args += [k, _encode(v)]
+        rc = self._set_status(keys=[self.key(job_id)], args=args)
+        if rc == -1:
+            raise JobNotFound(job_id)
+        if rc == 1 and status in TERMINAL:
+            self.expire(job_id)
+        return bool(rc == 1)
+
+    def reopen(self, job_id: str, **fields: Any) -> None:
+        """Put an ended job back to PROGRESS (dead-letter replay, re-drive)."""
+        args: list[Any] = [JobStatus.PROGRESS.value, repr(time.time())]
+        for k, v in fields.items():
+            args += [k, _encode(v)]
+        if self._reopen(keys=[self.key(job_id)], args=args) == -1:
+            raise JobNotFound(job_id)
+        self.r.delete(self.key(job_id, "result"), self.key(job_id, "report"))
+        for key in self._all_keys(job_id):
+            self.r.persist(key)
+
+    def save_result(self, job_id: str, text: str) -> bool:
+        return bool(self.r.set(self.key(job_id, "result"), text, nx=True))
+
+    def save_report(self, job_id: str, report: Mapping[str, Any]) -> None:
+        self.r.set(self.key(job_id, "report"), json.dumps(report))
+
+    def expire(self, job_id: str, ttl: int | None = None) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for key in self._all_keys(job_id):
+            pipe.expire(key, ttl or self.ttl)
+        pipe.execute()
+
+    def delete(self, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            self.r.delete(*self._all_keys(job_id))
+            self.r.zrem(self.index_key, job_id)
+
+
+def _encode(value: Any) -> str | int | float:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float, str)):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value)

@@ -1,0 +1,117 @@
+"""The one job-submission path shared by the Python API, the CLI, the HTTP API and the operator.
+
+It validates the request (size limits, options), splits the text into chunks, writes the job record
+and the chunks to Redis, stores the chunks that need no model (passthrough structures) as done, and
+sends the chord for the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass
+
+from humanizer.chunking import ChunkingOptions, split_document
+from humanizer.config import Settings, get_settings
+from humanizer.jobs.chunk_codec import chunk_to_dict
+from humanizer.jobs.dispatch import dispatch
+from humanizer.jobs.models import JobRequest
+from humanizer.jobs.prechunked import chunks_from_list
+from humanizer.jobs.store import JobStore
+from humanizer.logging import get_logger
+from humanizer.providers import PROVIDERS, STYLES
+from humanizer.redis_client import check_redis
+
+log = get_logger("humanizer.submit")
+
+DEFAULT_CHUNK_SECONDS = 2.0
+
+
+class SubmissionError(ValueError):
+    """A request that cannot be accepted; the message is one line, safe to show to the user."""
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    job_id: str
+    task_ids: list[str]
+    total_chunks: int
+    model_chunks: int
+    estimated_completion_time: float  # unix time
+
+
+def validate_text(text: str, settings: Settings) -> None:
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > settings.max_document_bytes:
+        raise SubmissionError(
+            f"document is {size:,} bytes; the limit is {settings.max_document_bytes:,} "
+            "(HUMANIZER_MAX_DOCUMENT_BYTES)"
+        )
+    if "\x00" in text:
+        raise SubmissionError("document contains NUL bytes; is it a binary file?")
+    if not text.strip():
+        raise SubmissionError("document is empty (only whitespace)")
+
+
+def open_store(settings: Settings | None = None) -> JobStore:
+    s = settings or get_settings()
+    return JobStore(check_redis(s), prefix=s.key_prefix, ttl_seconds=s.result_ttl_seconds)
+
+
+def submit_job(req: JobRequest, settings: Settings | None = None) -> SubmittedJob:
+    s = settings or get_settings()
+    style = req.style or s.style
+    if req.custom_prompt is None and style not in STYLES:
+        raise SubmissionError(f"unknown style {style!r}; choose one of: {', '.join(sorted(STYLES))}")
+    provider = req.provider or s.provider
+    if provider not in PROVIDERS:
+        raise SubmissionError(f"unknown provider {provider!r}; choose one of: {', '.join(sorted(PROVIDERS))}")
+    if provider == "openai" and s.openai_api_key is None and not s.openai_base_url:
+        raise SubmissionError("provider 'openai' needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)")
+
+    if req.text is not None:
+        validate_text(req.text, s)
+        options = ChunkingOptions(
+            max_tokens=req.chunk_max_tokens or s.chunk_max_tokens,
+            passthrough_structures=req.passthrough_structures,
+            context_chars=req.context_chars,
+        )
+        chunks = split_document(req.text, options)
+    else:
+        assert req.chunks is not None
+        if not req.chunks:
+            raise SubmissionError("chunks is an empty list")
+        validate_text("\n\n".join(req.chunks), s)
+        chunks = chunks_from_list(req.chunks)
+    if len(chunks) > s.max_chunks:
+        raise SubmissionError(f"document splits into {len(chunks):,} chunks; the limit is {s.max_chunks:,}")
+
+    store = open_store(s)
+    job_id = req.job_id or uuid.uuid4().hex
+    model = req.model or (s.openai_model if provider == "openai" else "")
+    meta = {
+        "provider": provider,
+        "model": model,
+        "style": style if req.custom_prompt is None else "custom",
+        "custom_prompt": req.custom_prompt or "",
+        "temperature": req.temperature if req.temperature is not None else "",
+        "max_tokens": req.max_tokens or "",
+        "verify": req.verify,
+    }
+    ready = {c.index: c.text for c in chunks if c.kind != "prose"}
+    model_indices = [c.index for c in chunks if c.kind == "prose"]
+    store.create(job_id, meta, {c.index: chunk_to_dict(c) for c in chunks}, ready)
+    task_ids = dispatch(job_id, model_indices)
+    eta = time.time() + estimate_seconds(store, len(model_indices), s)
+    log.info("job.submitted", job_id=job_id, chunks=len(chunks), model_chunks=len(model_indices),
+             provider=provider, style=meta["style"])
+    return SubmittedJob(job_id, task_ids, len(chunks), len(model_indices), eta)
+
+
+def estimate_seconds(store: JobStore, model_chunks: int, settings: Settings) -> float:
+    """Rough time to finish: waves of chunks over the known worker capacity times recent chunk time."""
+    raw = store.r.get(f"{store.prefix}:stats:chunk_seconds")
+    per_chunk = float(raw) if raw else DEFAULT_CHUNK_SECONDS  # type: ignore[arg-type]
+    capacity = max(1, settings.celery_worker_concurrency)
+    return math.ceil(model_chunks / capacity) * per_chunk + 0.5

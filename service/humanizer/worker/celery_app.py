@@ -1,0 +1,69 @@
+"""The Celery application: broker and result backend on Redis, delivery settings from DESIGN.md.
+
+- ``acks_late`` + ``reject_on_worker_lost``: a task is acknowledged only when it finished, so a killed
+  worker's task is redelivered instead of lost (our tasks are idempotent, so redelivery is safe).
+- prefetch 1: a worker reserves one task per free slot, so a slow worker cannot hoard chunks.
+- ``visibility_timeout`` above the longest retry countdown and the hard time limit (checked in
+  :class:`~humanizer.config.Settings`), or Redis would hand a running task to a second worker.
+- JSON only: no pickle on the wire; task arguments are ids, never document text.
+- Queues: chunk rewriting on ``humanize``; merge/verify on ``control`` so a job's merge never waits
+  behind thousands of other jobs' chunks.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from humanizer.config import Settings, get_settings
+
+CHUNK_QUEUE = "humanize"
+CONTROL_QUEUE = "control"
+
+app = Celery("humanizer", include=["humanizer.worker.tasks"])
+
+
+def celery_config(settings: Settings) -> dict[str, object]:
+    return {
+        "broker_url": settings.redis_dsn,
+        "result_backend": settings.redis_dsn,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.celery_task_soft_time_limit,
+        "task_time_limit": settings.celery_task_time_limit,
+        "task_track_started": False,
+        "result_expires": settings.result_ttl_seconds,
+        "result_extended": False,
+        "broker_transport_options": {
+            "visibility_timeout": settings.celery_visibility_timeout,
+            "queue_order_strategy": "priority",
+        },
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "task_default_queue": CHUNK_QUEUE,
+        "task_routes": {
+            "humanizer.humanize_chunk": {"queue": CHUNK_QUEUE},
+            "humanizer.merge": {"queue": CONTROL_QUEUE},
+            "humanizer.verify": {"queue": CONTROL_QUEUE},
+        },
+        "timezone": "UTC",
+    }
+
+
+def configure_app(settings: Settings | None = None) -> Celery:
+    """(Re)point the app at the Redis named by ``settings``; idempotent."""
+    app.conf.update(celery_config(settings or get_settings()))
+    return app
+
+
+configure_app()
