@@ -1,0 +1,30 @@
+"""Verification that meaning and facts survived the rewrite.
+
+``verify_document`` checks each rewritten chunk (and the joined document) for the numbers, dates,
+URLs, quoted strings and capitalised names of the original, the length ratio and a cheap
+content-overlap signal; ``render_report`` summarises the result for the CLI.
+"""
+
+from humanizer.verification.check import (
+    ChunkReport,
+    FactDiff,
+    VerificationOptions,
+    VerificationReport,
+    verify_chunk,
+    verify_document,
+)
+from humanizer.verification.facts import Facts, extract_facts
+from humanizer.verification.report import render_report, render_text
+
+__all__ = [
+    "ChunkReport",
+    "FactDiff",
+    "Facts",
+    "VerificationOptions",
+    "VerificationReport",
+    "extract_facts",
+    "render_report",
+    "render_text",
+    "verify_chunk",
+    "verify_document",
+]
