@@ -250,7 +250,7 @@ def _tail(text: str, n: int) -> str:
     if len(text) <= n:
         return text
     piece = text[-n:]
-    if not text[-n - 1].isspace():
+    if not text[-n - 1].isspace() and not piece[0].isspace():  # drop the cut-off first word
         parts = piece.split(None, 1)
         if len(parts) == 2:
             piece = parts[1]
@@ -261,7 +261,7 @@ def _head(text: str, n: int) -> str:
     if len(text) <= n:
         return text
     piece = text[:n]
-    if not text[n].isspace():
+    if not text[n].isspace() and not piece[-1].isspace():  # drop the cut-off last word
         parts = piece.rsplit(None, 1)
         if len(parts) == 2:
             piece = parts[0]
