@@ -128,4 +128,3 @@ build_helm() {
 
 mkdir -p "$CACHE"
 for g in "${groups[@]}"; do "build_$g"; done
-print_env
