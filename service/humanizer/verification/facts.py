@@ -137,7 +137,7 @@ SPELLED_NUMBERS: dict[str, str] = {
 _TRAILING_URL_PUNCT = ".,;:!?'\"”’»…"
 _URL = re.compile(r"(?i)\b(?:https?://|ftp://|www\.)[^\s<>\"“”«»⟦⟧]+")
 _EMAIL = re.compile(r"(?i)(?<![\w.+-])[a-z0-9][\w.+-]*@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9-]+)+")
-_Q = f"{{1,{MAX_QUOTE_CHARS}}}?"
+_Q = f"{{0,{MAX_QUOTE_CHARS}}}?"
 _QUOTE = re.compile(rf'"(?P<a>[^"\n]{_Q})"|“(?P<b>[^“”\n]{_Q})”|«(?P<c>[^«»\n]{_Q})»')
 
 _MONTH_ALT = (
@@ -253,7 +253,7 @@ def analyse(text: str) -> Analysis:
     masked = _mask(norm, spans)
 
     for m in _QUOTE.finditer(norm):
-        inner = m.group("a") or m.group("b") or m.group("c") or ""
+        inner = m.group("a") or m.group("b") or m.group("c") or ""  # may be empty: ""
         value = " ".join(inner.split())
         if value and any(ch.isalnum() for ch in value):
             add("quotes", value, value)
