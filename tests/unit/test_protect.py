@@ -32,6 +32,8 @@ def originals(text: str) -> list[tuple[str, str]]:
         ("write to jane.doe+tag@mail.example.co.uk.", [("email", "jane.doe+tag@mail.example.co.uk")]),
         ("run `pip install x` now", [("code", "`pip install x`")]),
         ("a ``code with ` tick`` b", [("code", "``code with ` tick``")]),
+        ("x\n```py\na = `b`\n\nc\n```\ny", [("code", "```py\na = `b`\n\nc\n```")]),
+        ("x\r\n  ~~~\r\ncode\r\n  ~~~\r\n", [("code", "  ~~~\r\ncode\r\n  ~~~")]),
         ("inline $E = mc^2$ here", [("math", "$E = mc^2$")]),
         ("display $$\\sum_i x_i$$ here", [("math", "$$\\sum_i x_i$$")]),
         ("paren \\(a+b\\) and bracket \\[x^2\\]", [("math", "\\(a+b\\)"), ("math", "\\[x^2\\]")]),

@@ -8,6 +8,7 @@ Escaping: any ``⟦`` or ``⟧`` already present in the input (including text th
 itself masked as a span of kind ``"marker"``, so in masked text every bracket belongs to a placeholder we
 made and :func:`unmask` is unambiguous. ``unmask(mask(t).text, mask(t).spans) == t`` for every string.
 
+Fenced code blocks inside a chunk (``passthrough_structures=False``) are protected as ``code`` too.
 Protected kinds, in priority order where two could start at the same position: marker, inline code,
 math, URL, e-mail, citation, quotation. Overlaps resolve leftmost-first (an enclosing quotation protects a
 URL inside it as part of itself).
@@ -97,7 +98,13 @@ _CITE_ONE = rf"{_AUTHORS},?[ \t]+(?:\d{{4}}[a-z]?|n\.d\.)(?:,[ \t]*(?:pp?\.|p\.)
 
 _PATTERNS: tuple[tuple[SpanKind, str], ...] = (
     ("marker", r"⟦[^⟦⟧\r\n]{0,40}⟧|[⟦⟧]"),
-    ("code", r"(?P<bt>`{1,3})(?!`)[^\r\n]*?[^`\r\n](?P=bt)(?!`)"),
+    (
+        "code",
+        # A whole fenced block (when chunks keep structures as prose), then inline code.
+        r"(?m:^[ \t]*(?P<fence>`{3,}|~{3,})[^\r\n]*(?:\r\n|\r|\n)"
+        r"[\s\S]*?^[ \t]*(?P=fence)[ \t]*(?=[\r\n]|\Z))"
+        r"|(?P<bt>`{1,3})(?!`)[^\r\n]*?[^`\r\n](?P=bt)(?!`)",
+    ),
     (
         "math",
         r"(?<![\\$])\$\$(?:[^$]|\$(?!\$)){1,5000}?\$\$"
@@ -129,7 +136,7 @@ _PATTERNS: tuple[tuple[SpanKind, str], ...] = (
     ),
 )
 _DETECT = re.compile("|".join(f"(?P<{kind}>{pattern})" for kind, pattern in _PATTERNS))
-_KIND_OF_GROUP: dict[str, SpanKind] = {kind: kind for kind, _ in _PATTERNS} | {"bt": "code"}
+_KIND_OF_GROUP: dict[str, SpanKind] = {kind: kind for kind, _ in _PATTERNS} | {"bt": "code", "fence": "code"}
 _URL_TRAILING = ".,;:!?'\"*_~’”»>"
 
 
