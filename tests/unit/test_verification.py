@@ -313,6 +313,26 @@ def test_lenient_evidence() -> None:
     assert report.missing.numbers == [] and report.missing.dates == []
 
 
+def test_negative_number_may_be_rephrased_as_a_fall() -> None:
+    original = "Quarterly revenue changed by -3.2% compared with the previous quarter of the year."
+    rewritten = "Compared with the previous quarter of the year, quarterly revenue saw a 3.2% decline."
+    assert verify_chunk(0, original, rewritten).passed
+
+
+def test_ambiguous_numeric_date_matches_either_reading() -> None:
+    original = "The contract between both parties was signed on 03/05/2024 at the regional office."
+    for date in ("March 5, 2024", "3 May 2024", "03/05/2024"):
+        rewritten = f"Both parties signed the contract at the regional office on {date}."
+        assert verify_chunk(0, original, rewritten).passed, date
+    assert not verify_chunk(0, original, original.replace("03/05/2024", "03/06/2024")).passed
+
+
+def test_quote_trailing_punctuation_may_move_outside() -> None:
+    original = 'The team called them "anchor days." Staff liked the anchor day policy a great deal.'
+    rewritten = 'Staff liked the policy a great deal; the team called them "anchor days".'
+    assert verify_chunk(0, original, rewritten).missing.quotes == []
+
+
 def test_length_ratio_too_long_fails() -> None:
     report = verify_chunk(0, ORIGINAL, PARAPHRASE + " " + PARAPHRASE)
     assert not report.passed

@@ -5,8 +5,9 @@ capitalised names) is still present in the rewrite, the length ratio is within b
 overlap is not below the threshold and its protected-span placeholders came back intact.
 
 Presence is deliberately lenient where a faithful paraphrase may differ from the original: a name
-counts as present anywhere in the rewrite (also at a sentence start), "five" stands for 5, and a full
-date in the rewrite also provides its year, month-and-day and day.
+counts as present anywhere in the rewrite (also at a sentence start), "five" stands for 5, a negative
+number may lose its sign ("a 3% decline" for "-3%"), a full date in the rewrite also provides its year,
+month-and-day and day, and an ambiguous ``03/05/2024`` matches either reading.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, Field, model_validator
 
-from humanizer.verification.facts import CATEGORIES, Analysis, Facts, analyse
+from humanizer.verification.facts import CATEGORIES, Analysis, Facts, ambiguous_readings, analyse
 
 MAX_VALUE_CHARS = 60
 MAX_ERROR_CHARS = 200
@@ -210,9 +211,13 @@ def _merge(parts: list[Analysis]) -> Analysis:
 
 def _present(category: str, value: str, rewrite: Analysis) -> bool:
     if category == "numbers":
-        return value in rewrite.number_evidence
+        # A negative number may be rephrased as a fall: "-3.2%" -> "a 3.2% decline".
+        return value in rewrite.number_evidence or (
+            value.startswith("-") and value[1:] in rewrite.number_evidence
+        )
     if category == "dates":
-        return value in rewrite.date_evidence
+        # An ambiguous "03/05/2024" is present if either reading is.
+        return value in rewrite.date_evidence or bool(ambiguous_readings(value) & rewrite.date_evidence)
     if category == "quotes":
         return value in rewrite.text
     if category == "names":

@@ -9,11 +9,13 @@ Facts are normalised so that equivalent spellings compare equal:
   (month and day); ambiguous numeric dates such as ``03/05/2024`` are kept as ``"3/5/2024"``.
 - URLs (trailing sentence punctuation removed, scheme and host lower-cased) and e-mail addresses
   (lower-cased).
-- quoted strings (the inner text of ``"..."``, ``“...”`` and ``«...»``, whitespace collapsed).
+- quoted strings (the inner text of ``"..."``, ``“...”`` and ``«...»``, whitespace collapsed, trailing
+  punctuation dropped).
 - capitalised names: runs of capitalised words (``"World Health Organization"``, ``"Ada Lovelace"``,
   ``"University of Oxford"``) and single capitalised words that are not at the start of a sentence.
   A single word at a sentence start is ambiguous ("Researchers found ...") and is not a fact unless it
-  is an acronym; leading common words ("The", "However", ...) are stripped from runs.
+  is an acronym (it still is one where it also occurs mid-sentence); leading common words ("The",
+  "However", ...) are stripped from runs, and a capitalised common word splits a run.
 
 The analysis also keeps what the *presence* tests of :mod:`humanizer.verification.check` need:
 word n-grams (a name counts as present anywhere in the rewrite, including at a sentence start),
@@ -23,6 +25,7 @@ evidence such as spelled-out numbers ("five") and the parts of full dates.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import unicodedata
@@ -246,15 +249,19 @@ def analyse(text: str) -> Analysis:
         if len(raw) > 4:
             add("urls", _normalize_url(raw), raw)
             spans.append((m.start(), m.start() + len(raw)))
+    in_url = bytearray(len(norm))
+    for start, end in spans:
+        in_url[start:end] = b"\x01" * (end - start)
     for m in _EMAIL.finditer(norm):
-        if not any(s <= m.start() < e for s, e in spans):
+        if not in_url[m.start()]:
             add("emails", m.group(0).lower(), m.group(0))
             spans.append(m.span())
     masked = _mask(norm, spans)
 
     for m in _QUOTE.finditer(norm):
         inner = m.group("a") or m.group("b") or m.group("c") or ""  # may be empty: ""
-        value = " ".join(inner.split())
+        # Trailing punctuation may sit inside or outside the marks ("days." / "days".): not compared.
+        value = " ".join(inner.split()).rstrip(".,;:!?…").rstrip()
         if value and any(ch.isalnum() for ch in value):
             add("quotes", value, value)
 
@@ -268,11 +275,13 @@ def analyse(text: str) -> Analysis:
     facts = Facts(**{c: sorted(surface[c]) for c in CATEGORIES})
     facts._surface = surface
 
+    # Names start with a capitalised word, so only n-grams starting with one are kept.
     tokens = [_strip_possessive(w) for w, _, _ in words]
     ngrams: set[tuple[str, ...]] = set()
-    for n in range(1, MAX_NAME_WORDS + 1):
-        for i in range(len(tokens) - n + 1):
-            ngrams.add(tuple(tokens[i : i + n]))
+    for i, token in enumerate(tokens):
+        if token and _is_capitalised(token):
+            for n in range(1, min(MAX_NAME_WORDS, len(tokens) - i) + 1):
+                ngrams.add(tuple(tokens[i : i + n]))
 
     number_evidence = set(facts.numbers)
     for w in _CONTENT_WORD.findall(masked):
@@ -281,6 +290,7 @@ def analyse(text: str) -> Analysis:
             number_evidence.add(spelled)
     date_evidence = set(facts.dates)
     for d in facts.dates:
+        date_evidence.update(ambiguous_readings(d))
         parts = d.split("-")
         if len(parts) == 3 and parts[0]:  # full date YYYY-MM-DD
             date_evidence.update({f"{parts[0]}-{parts[1]}", f"--{parts[1]}-{parts[2]}"})
@@ -355,15 +365,17 @@ def _normalize_url(url: str) -> str:
 
 def _extract_dates(text: str, add: _Adder) -> str:
     spans: list[tuple[int, int]] = []
+    taken = bytearray(len(text))
     for pattern in _DATE_PATTERNS:
         for m in pattern.finditer(text):
-            if any(s < m.end() and m.start() < e for s, e in spans):
+            if any(taken[m.start() : m.end()]):
                 continue
             value = _date_value(m)
             if value is None:
                 continue
             add(value, m.group(0))
             spans.append(m.span())
+            taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
     return _mask(text, spans)
 
 
@@ -388,6 +400,15 @@ def _date_value(m: re.Match[str]) -> str | None:
     if year is None:
         return f"--{month:02d}-{day:02d}"
     return _iso(int(year), month, day)
+
+
+def ambiguous_readings(value: str) -> set[str]:
+    """Both ISO readings of an ambiguous numeric date ``"3/5/2024"`` (nothing for other values)."""
+    parts = value.split("/")
+    if len(parts) != 3:
+        return set()
+    a, b, year = (int(p) for p in parts)
+    return {_iso(year, a, b), _iso(year, b, a)}
 
 
 def _iso(year: int, month: int, day: int) -> str:
@@ -542,7 +563,6 @@ def _names(text: str, words: list[tuple[str, int, int]]) -> list[str]:
         prev_end, prev_word = end, word
     close()
 
-    non_initial_words = {w for run, initial in runs for w in (run[1:] if initial else run)}
     names: list[str] = []
     for run, initial in runs:
         while run and _is_stopword(run[0]):
@@ -555,7 +575,7 @@ def _names(text: str, words: list[tuple[str, int, int]]) -> list[str]:
             word = run[0]
             if len(word) < 2:
                 continue
-            if initial and not _is_acronym(word) and word not in non_initial_words:
+            if initial and not _is_acronym(word):
                 continue  # "Researchers found ...": a sentence-initial word is not evidently a name
         names.append(" ".join(run))
     return names
@@ -580,6 +600,7 @@ _SUFFIXES = (
 )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A crude stem: strip one common suffix, then keep at most six characters."""
     for suffix in _SUFFIXES:
