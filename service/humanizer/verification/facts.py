@@ -227,12 +227,6 @@ class Analysis:
     date_evidence: set[str] = field(default_factory=set)  # dates + partial forms of full dates
 
 
-def normalize_text(text: str) -> str:
-    """NFKC, curly apostrophes to straight ones, whitespace runs to one space."""
-    text = unicodedata.normalize("NFKC", text).replace("’", "'")
-    return " ".join(text.split())
-
-
 def analyse(text: str) -> Analysis:
     """Extract facts and presence evidence from ``text``."""
     norm = unicodedata.normalize("NFKC", text).replace("’", "'")
