@@ -6,6 +6,7 @@ Each worker is ``python -m humanizer.cli worker`` in its own process group, so i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -38,10 +39,8 @@ class WorkerProcess:
     def signal(self, sig: int) -> None:
         if self.alive:
             assert self.proc is not None
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def stop(self, timeout: float = 20.0) -> None:
         if not self.alive:
