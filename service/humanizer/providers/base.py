@@ -1,0 +1,92 @@
+"""The provider contract: a request, a result, a Protocol, and a factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from humanizer.providers.prompts import Style
+
+
+@dataclass(frozen=True)
+class RewriteRequest:
+    """One chunk to rewrite. ``text`` may contain ⟦P<n>⟧ placeholders, which must come back intact."""
+
+    text: str
+    style: Style | str = Style.NEUTRAL
+    custom_prompt: str | None = None
+    context_before: str | None = None
+    context_after: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+    def __repr__(self) -> str:  # never show document text in reprs (tracebacks, logs)
+        return (
+            f"RewriteRequest(chars={len(self.text)}, style={str(getattr(self.style, 'value', self.style))!r}, "
+            f"custom_prompt={'yes' if self.custom_prompt else 'no'}, model={self.model!r})"
+        )
+
+
+@dataclass(frozen=True)
+class RewriteResult:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    model: str
+    provider: str
+    finish_reason: str = "stop"
+
+    @property
+    def truncated(self) -> bool:
+        """The model stopped at its token limit; the rewrite is probably incomplete."""
+        return self.finish_reason == "length"
+
+    def __repr__(self) -> str:
+        return (
+            f"RewriteResult(chars={len(self.text)}, input_tokens={self.input_tokens}, "
+            f"output_tokens={self.output_tokens}, model={self.model!r}, provider={self.provider!r}, "
+            f"finish_reason={self.finish_reason!r})"
+        )
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+
+    def rewrite(self, request: RewriteRequest) -> RewriteResult:
+        """Rewrite one chunk; raises ``ProviderError`` on failure."""
+        ...
+
+
+#: Provider names accepted by job submission.
+PROVIDERS: tuple[str, ...] = ("offline", "openai", "echo")
+_ALIASES = {"identity": "echo"}
+
+
+def build_provider(name: str, **options: Any) -> Provider:
+    """A provider by name: ``offline``, ``openai`` or ``echo`` (alias ``identity``).
+
+    ``options`` go to the provider's constructor (for ``openai``: api_key, base_url, model, temperature,
+    max_tokens, timeout, max_retries). Raises ``ValueError`` for an unknown name or unknown options.
+    """
+    key = _ALIASES.get(name.strip().lower(), name.strip().lower()) if isinstance(name, str) else ""
+    if key == "openai":
+        from humanizer.providers.openai_provider import OpenAIProvider
+
+        cls: Any = OpenAIProvider
+    elif key == "offline":
+        from humanizer.providers.offline import OfflineProvider
+
+        cls = OfflineProvider
+    elif key == "echo":
+        from humanizer.providers.offline import EchoProvider
+
+        cls = EchoProvider
+    else:
+        raise ValueError(f"unknown provider {name!r}; choose one of: {', '.join(PROVIDERS)}")
+    try:
+        provider: Provider = cls(**options)
+    except TypeError as exc:
+        raise ValueError(f"bad options for provider {key!r}: {exc}") from None
+    return provider

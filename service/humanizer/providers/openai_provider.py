@@ -1,0 +1,150 @@
+"""The ``openai`` provider: the official SDK, any OpenAI-compatible server via ``base_url``.
+
+One ``openai.OpenAI`` client per thread (Celery's thread pool shares this object; a single HTTP client
+shared by many threads measured markedly worse, see MEASUREMENTS.md). The SDK's own retries default to 0:
+Celery owns retries, guided by the ``ProviderError`` that every failure is mapped to.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import openai
+
+from humanizer.chunking.tokens import count_tokens
+from humanizer.providers.base import RewriteRequest, RewriteResult
+from humanizer.providers.errors import ErrorKind, ProviderError, classify
+from humanizer.providers.prompts import TEXT_CLOSE, TEXT_OPEN, build_messages
+
+#: Used when a local OpenAI-compatible server (vLLM, Ollama...) needs no key; the SDK insists on one.
+NO_KEY_PLACEHOLDER = "sk-no-key-required"
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str = "gpt-4o-mini",
+        temperature: float = 0.7,
+        max_tokens: int = 1024,
+        timeout: float = 60.0,
+        max_retries: int = 0,
+    ) -> None:
+        key = api_key or os.environ.get("OPENAI_API_KEY") or None
+        if key is None and base_url:
+            key = NO_KEY_PLACEHOLDER
+        self._api_key = key
+        self.base_url = base_url or None
+        self.model = model
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._local = threading.local()
+
+    def __repr__(self) -> str:  # no key
+        return f"OpenAIProvider(base_url={self.base_url!r}, model={self.model!r}, timeout={self.timeout})"
+
+    def _client(self) -> openai.OpenAI:
+        client: openai.OpenAI | None = getattr(self._local, "client", None)
+        if client is None:
+            if self._api_key is None:
+                raise ProviderError(ErrorKind.AUTH, "no API key configured (set OPENAI_API_KEY)")
+            try:
+                client = openai.OpenAI(
+                    api_key=self._api_key,
+                    base_url=self.base_url,
+                    timeout=self.timeout,
+                    max_retries=self.max_retries,
+                )
+            except Exception as exc:
+                raise classify(exc) from None
+            self._local.client = client
+        return client
+
+    def close(self) -> None:
+        """Close this thread's client (other threads' clients close when garbage-collected)."""
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            client.close()
+            self._local.client = None
+
+    def rewrite(self, request: RewriteRequest) -> RewriteResult:
+        try:
+            messages = build_messages(
+                request.text, request.style, request.custom_prompt, request.context_before, request.context_after
+            )
+        except ValueError as exc:
+            raise ProviderError(ErrorKind.BAD_REQUEST, str(exc)) from None
+        model = request.model or self.model
+        client = self._client()
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "temperature": self.temperature if request.temperature is None else request.temperature,
+            "max_tokens": request.max_tokens or self.max_tokens,
+        }
+        try:
+            completion = client.chat.completions.create(**kwargs)
+        except Exception as exc:
+            # ``from None``: the SDK's exception message can contain the response body
+            raise classify(exc) from None
+        return self._result(request, messages, completion, model)
+
+    def _result(
+        self, request: RewriteRequest, messages: list[dict[str, str]], completion: Any, model: str
+    ) -> RewriteResult:
+        choices = getattr(completion, "choices", None) or []
+        if not choices:
+            raise ProviderError(ErrorKind.INVALID_RESPONSE, "the provider returned no choices")
+        choice = choices[0]
+        finish_reason = getattr(choice, "finish_reason", None) or "stop"
+        if finish_reason == "content_filter":
+            raise ProviderError(ErrorKind.CONTENT_POLICY, "the provider's content filter stopped the reply")
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
+        if not isinstance(content, str) or not content.strip():
+            if getattr(message, "refusal", None):
+                raise ProviderError(ErrorKind.CONTENT_POLICY, "the model refused to rewrite the text")
+            raise ProviderError(ErrorKind.INVALID_RESPONSE, "the provider returned empty content")
+        text = restore_edges(request.text, clean_output(content))
+        usage = getattr(completion, "usage", None)
+        prompt_tokens = getattr(usage, "prompt_tokens", None)
+        completion_tokens = getattr(usage, "completion_tokens", None)
+        if not isinstance(prompt_tokens, int):
+            prompt_tokens = sum(count_tokens(m["content"]) for m in messages)
+        if not isinstance(completion_tokens, int):
+            completion_tokens = count_tokens(content)
+        return RewriteResult(
+            text=text,
+            input_tokens=prompt_tokens,
+            output_tokens=completion_tokens,
+            model=str(getattr(completion, "model", None) or model),
+            provider=self.name,
+            finish_reason=str(finish_reason),
+        )
+
+
+def clean_output(content: str) -> str:
+    """Undo common wrapping by models: echoed ``<text>`` tags, or a ``` fence around the whole answer."""
+    stripped = content.strip()
+    if stripped.startswith(TEXT_OPEN) and stripped.endswith(TEXT_CLOSE):
+        inner = stripped[len(TEXT_OPEN) : -len(TEXT_CLOSE)]
+        return inner[1:] if inner.startswith("\n") else inner
+    return content
+
+
+def restore_edges(original: str, rewritten: str) -> str:
+    """Give the rewrite the original's leading and trailing whitespace (models trim or add it)."""
+    core = rewritten.strip()
+    if not core:
+        return rewritten
+    lead = original[: len(original) - len(original.lstrip())]
+    stripped_tail = original.rstrip()
+    trail = original[len(stripped_tail) :]
+    return f"{lead}{core}{trail}"
