@@ -1,0 +1,1 @@
+"""The HTTP API: ``create_app()`` (FastAPI), ``serve()`` (uvicorn), ``python -m humanizer.api``."""

@@ -1,0 +1,138 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from humanizer.jobs.models import JobRequest, JobStatus
+
+
+class JobCreate(BaseModel):
+    """A document (``text``) or pre-split ``chunks``, with the style (or a custom prompt) and model options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, description="the document; it is split into chunks for you")
+    chunks: list[str] | None = Field(None, description="pre-split chunks; the result joins them with blank lines")
+    style: str | None = Field(None, max_length=64, description="neutral, casual, professional or academic")
+    custom_prompt: str | None = Field(None, max_length=4000, description="instructions instead of a style")
+    provider: str | None = Field(None, max_length=32, description="offline, openai or echo")
+    model: str | None = Field(None, max_length=128)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=128_000)
+    chunk_max_tokens: int | None = Field(None, ge=16, le=32_000, description="token budget per chunk")
+    passthrough_structures: bool = Field(True, description="keep code blocks, tables and the like unchanged")
+    context_chars: int = Field(0, ge=0, le=2000, description="characters of neighbouring text given as context")
+    verify: bool = Field(True, description="check that the rewrite kept meaning and facts")
+    job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+                               description="choose the job id (optional)")
+
+    def to_request(self) -> JobRequest:
+        return JobRequest(**self.model_dump())
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: JobStatus
+    total_chunks: int
+    model_chunks: int = Field(description="chunks sent to the model (the rest are kept verbatim)")
+    estimated_completion_time: float = Field(description="unix time")
+    links: dict[str, str]
+
+
+class ProgressOut(BaseModel):
+    done: int
+    failed: int
+    skipped: int
+    total: int
+    percentage: float
+
+
+class Timings(BaseModel):
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    elapsed_seconds: float | None
+
+
+class Tokens(BaseModel):
+    input: int
+    output: int
+
+
+class JobOut(BaseModel):
+    job_id: str
+    status: JobStatus
+    phase: str
+    progress: ProgressOut
+    provider: str
+    model: str
+    style: str
+    timings: Timings
+    tokens: Tokens
+    retries: int
+    dead_letters: int
+    error: str | None
+    verification_passed: bool | None = None
+    links: dict[str, str]
+
+
+class JobResult(BaseModel):
+    job_id: str
+    status: JobStatus
+    humanized_text: str
+    verification: dict[str, Any] | None
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    offset: int
+    limit: int
+    total: int
+
+
+class CancelOut(BaseModel):
+    job_id: str
+    cancelled: bool = Field(description="false when the job had already ended")
+    status: JobStatus
+
+
+class DeadLetterOut(BaseModel):
+    id: str
+    job_id: str
+    chunk_index: int
+    task_id: str | None
+    error_kind: str
+    message: str
+    attempts: int
+    failed_at: float
+    stops_job: bool
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterOut]
+    offset: int
+    limit: int
+    total: int
+
+
+class ReplayOut(BaseModel):
+    dead_letter_id: str
+    job_id: str
+    status: JobStatus
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadinessCheck(BaseModel):
+    ok: bool
+    message: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not-ready"]
+    checks: dict[str, ReadinessCheck]

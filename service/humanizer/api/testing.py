@@ -1,0 +1,70 @@
+"""Run the API in a subprocess on a free loopback port (integration tests, benchmarks)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx2
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ApiProcess:
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+        self.proc = proc
+        self.url = url
+        self.log_path = log_path
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def start_api_process(
+    env: Mapping[str, str] | None = None, port: int | None = None, timeout: float = 30.0
+) -> Iterator[ApiProcess]:
+    """``python -m humanizer.api`` with ``env`` on top of this process' environment; waits for /healthz."""
+    port = port or free_port()
+    log_dir = Path(tempfile.mkdtemp(prefix="hz-api-"))
+    log_path = log_dir / "api.log"
+    full_env = {**os.environ, **(env or {})}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "humanizer.api", "--host", "127.0.0.1", "--port", str(port)],
+            env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    api = ApiProcess(proc, f"http://127.0.0.1:{port}", log_path)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the API exited with {proc.returncode}:\n{api.logs()[-2000:]}")
+            try:
+                if httpx2.get(f"{api.url}/healthz", timeout=1.0).status_code < 500:
+                    break
+            except httpx2.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the API did not answer within {timeout}s:\n{api.logs()[-2000:]}")
+            time.sleep(0.1)
+        yield api
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)

@@ -1,0 +1,319 @@
+"""Every Prometheus metric of Humanizer, in one place.
+
+Conventions (checked by tests/unit/test_metrics_names.py): one prefix ``humanizer_``, base units as
+suffixes (``_seconds``), ``_total`` on counters, and only low-cardinality labels (outcome, state,
+reason, queue, provider, status code — never job ids, models chosen by users, or paths).
+
+Who updates what:
+
+- workers: chunk outcomes and durations, queue wait, provider requests/latency, tokens, cost, retries,
+  dead letters, rate-limiter waits, jobs by final state, tasks in flight (helpers below);
+- the API: HTTP requests and submissions, and queue depth / unacked / dead-letter gauges refreshed from
+  Redis on every scrape of its ``/metrics``.
+
+Worker processes expose their metrics with :func:`start_worker_metrics_server`. Several worker
+processes on one host: each ``humanizer worker`` process binds ``MONITORING_PROMETHEUS_PORT`` or, if that
+port is taken, the next free one of the following ``MONITORING_PROMETHEUS_PORT_RANGE`` ports (the bound
+port is logged; in Kubernetes there is one worker process per pod, so the port is fixed). With the
+``prefork`` pool, tasks run in child processes: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty, writable
+directory (before the worker starts); children then write their samples there and the parent's server
+aggregates them (prometheus-client's multiprocess mode). The ``threads`` pool needs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from humanizer.logging import get_logger
+
+prometheus_client.disable_created_metrics()
+
+PREFIX = "humanizer_"
+log = get_logger("humanizer.metrics")
+
+_TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+_JOB_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0)
+_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+_HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# ---- workers ------------------------------------------------------------------------------------
+CHUNKS_PROCESSED = Counter(
+    "humanizer_chunks_processed_total", "Chunk tasks finished, by outcome", ["outcome"]
+)
+CHUNK_DURATION = Histogram(
+    "humanizer_chunk_duration_seconds", "Time one chunk task took (provider call included)", ["outcome"],
+    buckets=_TASK_BUCKETS,
+)
+QUEUE_WAIT = Histogram(
+    "humanizer_queue_wait_seconds", "Time a task waited in its queue before a worker started it", ["queue"],
+    buckets=_WAIT_BUCKETS,
+)
+TASKS_IN_FLIGHT = Gauge(
+    "humanizer_tasks_in_flight", "Tasks running right now in this process", ["task"],
+    multiprocess_mode="livesum",
+)
+RETRIES = Counter("humanizer_retries_total", "Chunk retries scheduled, by reason", ["reason"])
+DEAD_LETTERS = Counter("humanizer_dead_letters_total", "Chunks dead-lettered, by error kind", ["error_kind"])
+PROVIDER_REQUESTS = Counter(
+    "humanizer_provider_requests_total", "Requests to the model provider, by HTTP status code",
+    ["provider", "status_code"],
+)
+PROVIDER_LATENCY = Histogram(
+    "humanizer_provider_request_duration_seconds", "Latency of one provider request", ["provider"],
+    buckets=_TASK_BUCKETS,
+)
+TOKENS = Counter("humanizer_tokens_total", "Model tokens, input and output", ["provider", "direction"])
+COST = Counter(
+    "humanizer_estimated_cost_usd_total", "Estimated provider cost in US dollars (list prices)", ["provider"]
+)
+RATE_LIMIT_WAIT = Histogram(
+    "humanizer_rate_limiter_wait_seconds", "Time a chunk waited for a rate-limiter slot",
+    buckets=_WAIT_BUCKETS,
+)
+JOBS_FINISHED = Counter("humanizer_jobs_finished_total", "Jobs that ended, by final state", ["state"])
+JOB_DURATION = Histogram(
+    "humanizer_job_duration_seconds", "Time from submission to the end of a job", ["state"], buckets=_JOB_BUCKETS
+)
+
+# ---- API ----------------------------------------------------------------------------------------
+JOBS_SUBMITTED = Counter("humanizer_jobs_submitted_total", "Jobs accepted, by entry point", ["source"])
+HTTP_REQUESTS = Counter(
+    "humanizer_http_requests_total", "HTTP requests served, by route template and status",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "humanizer_http_request_duration_seconds", "HTTP request latency", ["method", "route"], buckets=_HTTP_BUCKETS
+)
+QUEUE_DEPTH = Gauge(
+    "humanizer_queue_depth", "Messages waiting in a Celery queue (all priority levels)", ["queue"],
+    multiprocess_mode="mostrecent",
+)
+QUEUE_UNACKED = Gauge(
+    "humanizer_queue_unacked", "Messages delivered to workers and not yet acknowledged",
+    multiprocess_mode="mostrecent",
+)
+DEAD_LETTERS_PENDING = Gauge(
+    "humanizer_dead_letters_pending", "Dead letters waiting to be replayed or purged",
+    multiprocess_mode="mostrecent",
+)
+
+ALL_METRICS: list[Counter | Gauge | Histogram] = [
+    CHUNKS_PROCESSED, CHUNK_DURATION, QUEUE_WAIT, TASKS_IN_FLIGHT, RETRIES, DEAD_LETTERS, PROVIDER_REQUESTS,
+    PROVIDER_LATENCY, TOKENS, COST, RATE_LIMIT_WAIT, JOBS_FINISHED, JOB_DURATION, JOBS_SUBMITTED,
+    HTTP_REQUESTS, HTTP_DURATION, QUEUE_DEPTH, QUEUE_UNACKED, DEAD_LETTERS_PENDING,
+]
+
+# USD per 1M tokens (input, output): list prices of common models; unknown models count as 0.
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+}
+
+_LABEL_RE = re.compile(r"^[a-z0-9_]{1,40}$")
+CHUNK_OUTCOMES = frozenset(
+    {"stored", "duplicate", "skipped", "dead_lettered", "job_missing", "kept_original", "retry"}
+)
+
+
+def _label(value: object, allowed: Iterable[str] | None = None) -> str:
+    """Clamp a label value to a small, safe vocabulary (``other`` otherwise)."""
+    text = str(value).strip().lower().replace("-", "_").replace(" ", "_")
+    if allowed is not None:
+        return text if text in allowed else "other"
+    return text if _LABEL_RE.match(text) else "other"
+
+
+def status_label(status_code: int | str | None) -> str:
+    """``"200"``, ``"429"`` …, or ``"timeout"`` / ``"connection_error"`` / ``"error"`` without a response."""
+    if status_code is None:
+        return "error"
+    if isinstance(status_code, int) or str(status_code).isdigit():
+        code = int(status_code)
+        return str(code) if 100 <= code <= 599 else "error"
+    return _label(status_code)
+
+
+# ---- helpers the worker calls -------------------------------------------------------------------
+def observe_chunk(outcome: str, seconds: float, queue_wait: float | None = None, queue: str = "humanize") -> None:
+    """One chunk task finished with ``outcome`` after ``seconds``; it had waited ``queue_wait`` in the queue."""
+    out = _label(outcome, CHUNK_OUTCOMES)
+    CHUNKS_PROCESSED.labels(out).inc()
+    CHUNK_DURATION.labels(out).observe(max(0.0, seconds))
+    if queue_wait is not None:
+        observe_queue_wait(queue_wait, queue)
+
+
+def observe_queue_wait(seconds: float, queue: str = "humanize") -> None:
+    QUEUE_WAIT.labels(_label(queue)).observe(max(0.0, seconds))
+
+
+def observe_provider(status_code: int | str | None, seconds: float, provider: str = "openai") -> None:
+    """One provider request: its HTTP status (or ``timeout``/``connection_error``) and its latency."""
+    name = _label(provider)
+    PROVIDER_REQUESTS.labels(name, status_label(status_code)).inc()
+    PROVIDER_LATENCY.labels(name).observe(max(0.0, seconds))
+
+
+def observe_tokens(tokens_in: int, tokens_out: int, provider: str = "openai", model: str = "") -> float:
+    """Count tokens and their estimated cost; returns the cost in USD."""
+    name = _label(provider)
+    if tokens_in > 0:
+        TOKENS.labels(name, "input").inc(tokens_in)
+    if tokens_out > 0:
+        TOKENS.labels(name, "output").inc(tokens_out)
+    cost = estimate_cost(model, tokens_in, tokens_out) if name == "openai" else 0.0
+    if cost > 0:
+        COST.labels(name).inc(cost)
+    return cost
+
+
+def estimate_cost(model: str, tokens_in: int, tokens_out: int) -> float:
+    """List-price estimate; the longest known model name that prefixes ``model`` sets the price."""
+    key = max((k for k in PRICES_PER_MTOK if model.startswith(k)), key=len, default=None)
+    if key is None:
+        return 0.0
+    price_in, price_out = PRICES_PER_MTOK[key]
+    return (max(0, tokens_in) * price_in + max(0, tokens_out) * price_out) / 1_000_000
+
+
+def count_retry(reason: str) -> None:
+    """A retry was scheduled; ``reason`` is an error kind (``rate_limit``, ``timeout``, ``server_error`` …)."""
+    RETRIES.labels(_label(reason)).inc()
+
+
+def count_dead_letter(error_kind: str) -> None:
+    DEAD_LETTERS.labels(_label(error_kind)).inc()
+
+
+def observe_rate_limit_wait(seconds: float) -> None:
+    RATE_LIMIT_WAIT.observe(max(0.0, seconds))
+
+
+def observe_job_finished(state: str, seconds: float | None = None) -> None:
+    """A job reached a final state (SUCCESS, FAILURE, CANCELLED); ``seconds`` since it was created."""
+    st = _label(state, {"success", "failure", "cancelled"})
+    JOBS_FINISHED.labels(st).inc()
+    if seconds is not None:
+        JOB_DURATION.labels(st).observe(max(0.0, seconds))
+
+
+def count_job_submitted(source: str) -> None:
+    JOBS_SUBMITTED.labels(_label(source, {"api", "cli", "python", "operator"})).inc()
+
+
+@contextlib.contextmanager
+def task_in_flight(task: str) -> Iterator[None]:
+    """``with task_in_flight("humanize_chunk"): ...`` keeps the in-flight gauge right, even on errors."""
+    gauge = TASKS_IN_FLIGHT.labels(_label(task))
+    gauge.inc()
+    try:
+        yield
+    finally:
+        gauge.dec()
+
+
+# ---- queue wait: a publish timestamp in the message headers -------------------------------------
+SENT_AT_HEADER = "hz_sent_at"
+
+
+def stamp_publish_time(sender: Any = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """A ``celery.signals.before_task_publish`` receiver: records when a task message was published."""
+    if headers is not None:
+        headers[SENT_AT_HEADER] = time.time()
+
+
+def queue_wait_seconds(request: Any, now: float | None = None) -> float | None:
+    """Seconds a task waited between its publish (or its ETA, for countdowns) and now; None if unknown."""
+    sent = getattr(request, SENT_AT_HEADER, None)
+    if sent is None:
+        headers = getattr(request, "headers", None) or {}
+        sent = headers.get(SENT_AT_HEADER) if isinstance(headers, Mapping) else None
+    if sent is None:
+        return None
+    try:
+        start = float(sent)
+    except (TypeError, ValueError):
+        return None
+    eta = getattr(request, "eta", None)
+    if eta:
+        with contextlib.suppress(Exception):
+            from datetime import datetime
+
+            due = eta if isinstance(eta, datetime) else datetime.fromisoformat(str(eta))
+            start = max(start, due.timestamp())
+    return max(0.0, (now or time.time()) - start)
+
+
+# ---- gauges read from Redis (API /metrics, autoscaler) ------------------------------------------
+def refresh_queue_gauges(client: Any, queues: Iterable[str] = ("humanize", "control"), prefix: str = "hz") -> None:
+    """Set the queue-depth, unacked and dead-letter gauges from Redis."""
+    from humanizer.monitoring.queues import queue_depths, unacked_count
+
+    for queue, depth in queue_depths(client, queues).items():
+        QUEUE_DEPTH.labels(queue).set(depth)
+    QUEUE_UNACKED.set(unacked_count(client))
+    DEAD_LETTERS_PENDING.set(int(client.zcard(f"{prefix}:dlq:index")))
+
+
+# ---- the workers' own /metrics ------------------------------------------------------------------
+def worker_metrics_port() -> int | None:
+    """``MONITORING_PROMETHEUS_PORT`` (unset, empty or 0: no metrics server)."""
+    raw = os.environ.get("MONITORING_PROMETHEUS_PORT", "").strip()
+    return int(raw) if raw and int(raw) > 0 else None
+
+
+def metrics_registry() -> CollectorRegistry:
+    """The registry to serve: the default one, or a multiprocess aggregate under PROMETHEUS_MULTIPROC_DIR."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return prometheus_client.REGISTRY
+
+
+def start_worker_metrics_server(port: int | None = None, addr: str = "0.0.0.0", tries: int | None = None) -> int | None:
+    """Serve /metrics for this worker process; returns the bound port (None when disabled).
+
+    If ``port`` is taken (another worker process on this host), the next ports are tried, up to
+    ``tries`` (``MONITORING_PROMETHEUS_PORT_RANGE``, default 16) in all.
+    """
+    port = port if port is not None else worker_metrics_port()
+    if not port:
+        return None
+    tries = tries or int(os.environ.get("MONITORING_PROMETHEUS_PORT_RANGE", "16") or 16)
+    registry = metrics_registry()
+    last: OSError | None = None
+    for candidate in range(port, port + max(1, tries)):
+        try:
+            prometheus_client.start_http_server(candidate, addr=addr, registry=registry)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            last = exc
+            continue
+        log.info("metrics.server_started", port=candidate, addr=addr,
+                 multiprocess=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")))
+        return candidate
+    raise OSError(errno.EADDRINUSE, f"no free metrics port in {port}..{port + tries - 1}") from last
+
+
+def mark_worker_process_dead(pid: int) -> None:
+    """For prefork + multiprocess mode: call from ``worker_process_shutdown`` so live gauges drop the child."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

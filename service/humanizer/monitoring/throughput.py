@@ -1,0 +1,54 @@
+"""Cluster-wide chunk throughput and error rate, kept as per-minute counters in Redis.
+
+Workers call :func:`record_chunk_outcome` once per finished chunk task; anyone (``humanizer monitor``,
+the API) reads :func:`throughput`. Keys: ``<prefix>:stats:chunks:<ok|error>:<unix minute>``, kept 2 h.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+_KEEP_SECONDS = 2 * 3600
+ERROR_OUTCOMES = frozenset({"dead_lettered", "error", "failed"})
+IGNORED_OUTCOMES = frozenset({"duplicate", "skipped", "job_missing", "retry"})
+
+
+def _key(prefix: str, kind: str, minute: int) -> str:
+    return f"{prefix}:stats:chunks:{kind}:{minute}"
+
+
+def record_chunk_outcome(client: redis.Redis, prefix: str, outcome: str, now: float | None = None) -> None:
+    """Count one finished chunk (``stored``/``kept_original`` → ok, ``dead_lettered`` → error)."""
+    if outcome in IGNORED_OUTCOMES:
+        return
+    kind = "error" if outcome in ERROR_OUTCOMES else "ok"
+    key = _key(prefix, kind, int((now or time.time()) // 60))
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, _KEEP_SECONDS)
+    pipe.execute()
+
+
+def throughput(client: redis.Redis, prefix: str, minutes: int = 5, now: float | None = None) -> dict[str, Any]:
+    """Chunks per minute and the error rate over the last ``minutes`` whole minutes plus this one."""
+    current = int((now or time.time()) // 60)
+    span = list(range(current - minutes, current + 1))
+    pipe = client.pipeline(transaction=False)
+    for minute in span:
+        pipe.get(_key(prefix, "ok", minute))
+        pipe.get(_key(prefix, "error", minute))
+    raw = pipe.execute()
+    ok = sum(int(v or 0) for v in raw[0::2])
+    errors = sum(int(v or 0) for v in raw[1::2])
+    elapsed_minutes = minutes + ((now or time.time()) % 60) / 60
+    total = ok + errors
+    return {
+        "window_minutes": minutes,
+        "chunks_ok": ok,
+        "chunks_failed": errors,
+        "throughput_per_minute": round(total / elapsed_minutes, 2) if elapsed_minutes else 0.0,
+        "error_rate": round(errors / total, 4) if total else 0.0,
+    }
