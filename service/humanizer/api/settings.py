@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,11 @@ class ApiSettings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     readiness_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     celery_ping_timeout: float = Field(default=1.0, gt=0, le=30)
+
+    @field_validator("tokens_file", "max_chunks", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     def load_tokens(self) -> list[str]:
         """All configured tokens, from ``tokens`` and ``tokens_file`` (blank lines and ``#`` comments skipped)."""
