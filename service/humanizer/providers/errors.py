@@ -120,10 +120,11 @@ class ProviderError(Exception):
 
 
 def _header(headers: Mapping[str, str] | Any, name: str) -> str | None:
+    """A header value, looked up case-insensitively (works for plain dicts and httpx headers)."""
     try:
         value = headers.get(name)
         if value is None:
-            value = headers.get(name.lower())
+            value = next((v for k, v in headers.items() if str(k).lower() == name), None)
     except Exception:
         return None
     return str(value).strip() if value is not None else None

@@ -96,6 +96,7 @@ _CONTRACT_RE = re.compile(
     re.IGNORECASE,
 )
 _EXPAND_RE = _table_regex(list(EXPAND))
+_NEXT_CAPITALISED = re.compile(r"[ \t]+[A-Z][\w-]*")
 _LIST_PREFIX = re.compile(r"^\s*(?:[-*+>]|\d{1,3}[.)]|#{1,6})?\s*$")
 
 
@@ -129,6 +130,9 @@ def _apply_phrases(line: str, style: Style, rng: random.Random) -> str:
         upper = original[:1].isupper()
         if upper and not start:
             return original  # a capitalised word mid-sentence: a name or a title, leave it
+        shouting = len(original) > 1 and original.isupper()
+        if upper and original[-1].isalnum() and (_NEXT_CAPITALISED.match(line, m.end()) or shouting):
+            return original  # "Leverage Capital", "ROBUST": a name, even at the start of a sentence
         if original.rstrip().endswith(",") and not start:
             return original  # sentence connectors only where a sentence starts
         choice = entry.get(style.value, entry.get("*")) if isinstance(entry, dict) else entry
@@ -209,7 +213,7 @@ def _lower_first_word(s: str) -> str | None:
 def _split_long(sentence: str, rng: random.Random) -> str:
     core = sentence.rstrip()
     trail = sentence[len(core) :]
-    if _words(core) < 22:
+    if _words(core) < 20:
         return sentence
     if "; " in core:
         head, _, tail = core.partition("; ")

@@ -53,8 +53,8 @@ Rules — these always apply and take precedence over any style instructions:
 1. Rewrite the text between <text> and </text> so it sounds natural and human: vary sentence length, \
 prefer plain words, drop filler and stock phrases ("delve into", "it is important to note", \
 "in today's fast-paced world"...).
-2. Keep the meaning. Keep every fact, number, unit, date, name, quotation, link and technical term \
-exactly as written. Do not add new facts, opinions, headings or commentary. Do not drop content.
+2. Keep the meaning. Keep all facts, numbers, units, dates, names, quotations, links and technical \
+terms exactly as written. Do not add new facts, opinions, headings or commentary. Do not drop content.
 3. Tokens of the form ⟦P1⟧, ⟦P2⟧ ... are placeholders for protected content. Copy every one of them \
 exactly, unchanged, once each, in the same order. Never translate, split, merge or remove them.
 4. Keep the paragraph and line structure (blank lines, list markers, headings).
