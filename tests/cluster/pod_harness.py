@@ -154,9 +154,7 @@ class PodHarness:
         if self._thread is None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self._stopping.clear()
-            self._thread = threading.Thread(
-                target=self._run, name=f"pod-harness-{self.label_selector}", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name=f"pod-harness-{self.label_selector}", daemon=True)
             self._thread.start()
         return self
 
@@ -285,9 +283,7 @@ class PodHarness:
                 stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
             )  # fmt: skip
         with self._lock:
-            self._procs[pod.metadata.uid] = PodProcess(
-                pod.metadata.name, pod.metadata.uid, argv, env, proc, log_path
-            )
+            self._procs[pod.metadata.uid] = PodProcess(pod.metadata.name, pod.metadata.uid, argv, env, proc, log_path)
         log.info("pod harness: started pid %d for pod %s", proc.pid, pod.metadata.name)
 
     def _pick_container(self, pod: Any) -> Any:

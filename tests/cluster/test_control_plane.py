@@ -63,9 +63,7 @@ def _widget(name: str, **spec: object) -> dict:
     return {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
 
 
-def test_crd_schema_and_cel_rules_are_enforced(
-    kubectl: Kubectl, api_client: client.ApiClient, namespace: str
-) -> None:
+def test_crd_schema_and_cel_rules_are_enforced(kubectl: Kubectl, api_client: client.ApiClient, namespace: str) -> None:
     kubectl.apply(CRD)
     ext = client.ApiextensionsV1Api(api_client)
 
@@ -113,8 +111,7 @@ def _bearer_client(api_client: client.ApiClient, token: str) -> client.ApiClient
     cfg.host = base.host
     cfg.ssl_ca_cert = base.ssl_ca_cert
     cfg.verify_ssl = True
-    cfg.api_key = {"authorization": token}
-    cfg.api_key_prefix = {"authorization": "Bearer"}
+    cfg.api_key = {"authorization": f"Bearer {token}"}  # prefix included: works for old and new clients
     return client.ApiClient(cfg)
 
 
@@ -210,9 +207,7 @@ def _deployment(out_dir: Path) -> dict:
                                 {"name": "MSG", "value": "hello from $(POD_NAME)"},
                                 {
                                     "name": "GREETING",
-                                    "valueFrom": {
-                                        "configMapKeyRef": {"name": "echo-config", "key": "greeting"}
-                                    },
+                                    "valueFrom": {"configMapKeyRef": {"name": "echo-config", "key": "greeting"}},
                                 },
                                 {
                                     "name": "TOKEN",
@@ -229,9 +224,7 @@ def _deployment(out_dir: Path) -> dict:
 
 def _running_pods(core_v1: client.CoreV1Api, namespace: str) -> set[str]:
     pods = core_v1.list_namespaced_pod(namespace, label_selector="app=echo").items
-    return {
-        p.metadata.name for p in pods if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
-    }
+    return {p.metadata.name for p in pods if p.status.phase == "Running" and p.metadata.deletion_timestamp is None}
 
 
 def test_deployment_scaling_drives_local_processes(

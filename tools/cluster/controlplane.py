@@ -42,6 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS_FILE = REPO / "tools" / "k8s" / "versions.env"
 FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+KWOK_STAGES = Path(__file__).resolve().parent / "kwok-stages.yaml"
 SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 
@@ -95,9 +96,7 @@ class Binaries:
         return self.k8s_bin / "kubectl"
 
     def check(self) -> None:
-        missing = [
-            str(self.path(n)) for n in (*COMPONENTS, "kubectl") if not os.access(self.path(n), os.X_OK)
-        ]
+        missing = [str(self.path(n)) for n in (*COMPONENTS, "kubectl") if not os.access(self.path(n), os.X_OK)]
         if missing:
             raise ControlPlaneError(
                 "cluster tier binaries missing: " + ", ".join(missing) + "\n"
@@ -211,19 +210,33 @@ def pid_alive(pid: int, exe: str | None = None) -> bool:
         return False
 
 
-def terminate_pids(pids: dict[str, tuple[int, str]], grace: float = 10.0) -> None:
-    """SIGTERM each (pid, exe) still alive, then SIGKILL what is left after ``grace`` seconds."""
-    live = {name: p for name, p in pids.items() if pid_alive(*p)}
-    for pid, _ in live.values():
+def terminate_pids(pids: dict[str, tuple[int, str]], grace: float = 15.0) -> None:
+    """Stop each (pid, exe) in the given order: clients first, then the API server, etcd last.
+
+    Each gets SIGTERM, ``grace`` seconds to exit, then SIGKILL.  Stopping in order matters: an API
+    server whose etcd is already gone hangs in its graceful shutdown.
+    """
+    for pid, exe in pids.values():
+        if not pid_alive(pid, exe):
+            continue
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while live and time.monotonic() < deadline:
-        live = {n: p for n, p in live.items() if pid_alive(*p)}
-        time.sleep(0.1)
-    for pid, _ in live.values():
+        if _wait_gone(pid, exe, grace):
+            continue
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, exe, 5.0)
+
+
+def _wait_gone(pid: int, exe: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid, exe):
+            return True
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap our own children so they do not linger as zombies
+        time.sleep(0.05)
+    return not pid_alive(pid, exe)
 
 
 def rss_bytes(pid: int) -> int:
@@ -305,8 +318,7 @@ class ControlPlane:
         self.logs.mkdir(exist_ok=True)
         try:
             self.ports = {
-                k: free_port()
-                for k in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok")
+                k: free_port() for k in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok")
             }
             make_pki(self.pki)
             write_kubeconfig(self.kubeconfig, self.server, self.pki)
@@ -319,9 +331,7 @@ class ControlPlane:
             self._launch("kwok", self._kwok_args())
             self._wait("kube-controller-manager", lambda: self._https_ok(self.ports["controller-manager"]))
             self._wait("kube-scheduler", lambda: self._https_ok(self.ports["scheduler"]))
-            self._wait(
-                "kube-controller-manager", self._default_serviceaccount_exists, what="default ServiceAccount"
-            )
+            self._wait("kube-controller-manager", self._default_serviceaccount_exists, what="default ServiceAccount")
             self.create_nodes(self.nodes)
             self._wait("kwok", lambda: self._nodes_ready(self.nodes), what=f"{self.nodes} node(s) Ready")
             self._write_state()
@@ -409,6 +419,8 @@ class ControlPlane:
             "--allow-privileged=true", f"--service-account-issuer={self.server}",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
+            # the `kubernetes` Service cannot point at a loopback address: do not reconcile it
+            "--endpoint-reconciler-type=none",
             "--profiling=false", "--v=1",
         ]  # fmt: skip
 
@@ -441,7 +453,7 @@ class ControlPlane:
     def _kwok_args(self) -> list[str]:
         key, value = FAKE_NODE_ANNOTATION
         return [
-            f"--kubeconfig={self.kubeconfig}", "--manage-all-nodes=false",
+            f"--kubeconfig={self.kubeconfig}", f"--config={KWOK_STAGES}", "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={key}={value}",
             "--cidr=10.244.0.1/16", "--node-ip=10.0.0.1",
             f"--server-address=127.0.0.1:{self.ports['kwok']}",
@@ -520,9 +532,7 @@ class ControlPlane:
             "kubeconfig": str(self.kubeconfig),
             "ports": self.ports,
             "kubectl": str(self.binaries.kubectl),
-            "processes": {
-                n: {"pid": c.pid, "exe": c.argv[0], "log": str(c.log)} for n, c in self.components.items()
-            },
+            "processes": {n: {"pid": c.pid, "exe": c.argv[0], "log": str(c.log)} for n, c in self.components.items()},
         }
         (self.workdir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
@@ -592,9 +602,7 @@ def _timed(label: str) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("--dir", type=Path, default=REPO / ".run" / "cluster", help="state directory")
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("CLUSTER_NODES", "1")))
