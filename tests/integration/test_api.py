@@ -10,7 +10,10 @@ from typing import Any
 import httpx2
 import pytest
 
-from humanizer.api.testing import ApiProcess, start_api_process
+from humanizer.api.app import create_app
+from humanizer.api.settings import ApiConfigError, ApiSettings
+from humanizer.api.testing import ApiProcess, serve_in_thread, start_api_process
+from humanizer.config import get_settings
 from humanizer.local.stack import LocalStack
 from tests.integration.conftest import numbered_document, poll_until
 
@@ -274,22 +277,23 @@ def test_readyz(api: ApiProcess) -> None:
     assert checks["redis"]["ok"] and checks["workers"]["ok"] and checks["provider"]["ok"]
 
 
-def test_refuses_to_start_without_tokens(stack: LocalStack) -> None:
-    with pytest.raises(RuntimeError, match="HUMANIZER_API_ALLOW_ANONYMOUS") as exc:  # noqa: SIM117
-        with start_api_process({**stack.env, "HUMANIZER_API_TOKENS": "", "HUMANIZER_API_TOKENS_FILE": ""}):
-            pass
+def test_refuses_to_start_without_tokens() -> None:
+    with pytest.raises(ApiConfigError, match="HUMANIZER_API_ALLOW_ANONYMOUS=true") as exc:
+        create_app(get_settings(), ApiSettings(tokens="", tokens_file=None, allow_anonymous=False))
     assert "HUMANIZER_API_TOKENS" in str(exc.value)
+    create_app(get_settings(), ApiSettings(tokens="", allow_anonymous=True))  # explicit opt-in starts
 
 
 def test_tokens_file_and_protected_ops(stack: LocalStack, tmp_path: Any) -> None:
     secret_file = tmp_path / "tokens"
-    secret_file.write_text("# mounted Secret\nfile-token-1\n")
-    env = {**stack.env, "HUMANIZER_API_TOKENS_FILE": str(secret_file), "HUMANIZER_API_PROTECT_OPS_ENDPOINTS": "true"}
-    with start_api_process(env) as api:
-        assert httpx2.get(f"{api.url}/metrics").status_code == 401
-        ok = httpx2.get(f"{api.url}/v1/jobs", headers={"Authorization": "Bearer file-token-1"})
-        assert ok.status_code == 200, ok.text
-        assert httpx2.get(f"{api.url}/metrics", headers={"Authorization": "Bearer file-token-1"}).status_code == 200
+    secret_file.write_text("# mounted Secret\nfile-token-1, file-token-2\n")
+    api_settings = ApiSettings(tokens=None, tokens_file=secret_file, protect_ops_endpoints=True)
+    with serve_in_thread(create_app(get_settings(), api_settings)) as url:
+        assert_problem(httpx2.get(f"{url}/metrics"), 401, "unauthorized")
+        for token in ("file-token-1", "file-token-2"):
+            ok = httpx2.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {token}"})
+            assert ok.status_code == 200, ok.text
+        assert httpx2.get(f"{url}/metrics", headers={"Authorization": "Bearer file-token-1"}).status_code == 200
 
 
 def test_openapi_document(api: ApiProcess) -> None:
