@@ -213,7 +213,7 @@ def test_422_problems(client: httpx2.Client) -> None:
     assert_problem(client.post("/v1/jobs", json={"chunks": ["x"] * 51}), 422, "too-many-chunks")
     assert_problem(client.post("/v1/jobs", json={"text": "   "}), 422, "submission-rejected")
     invalid = client.post("/v1/jobs", json={"text": "ok", "temperature": 9})
-    assert_problem(invalid, 422, "validation-error")["errors"][0]["loc"] == ["body", "temperature"]
+    assert assert_problem(invalid, 422, "validation-error")["errors"][0]["loc"] == ["body", "temperature"]
     assert_problem(client.post("/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"}),
                    422, "validation-error")
     assert_problem(client.get("/v1/jobs", params={"limit": 0}), 422, "validation-error")
