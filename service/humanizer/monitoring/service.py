@@ -141,9 +141,14 @@ class MonitoringService:
         return _result("healthy", f"Redis {details['version']} answers in {latency_ms:.1f} ms", started, details)
 
     # ---- celery -----------------------------------------------------------------------------
-    def ping_workers(self, timeout: float | None = None) -> list[str]:
-        replies = self.celery.control.ping(timeout=timeout or self.control_timeout) or []
-        return sorted(name for reply in replies for name in reply)
+    def ping_workers(self, timeout: float | None = None, attempts: int = 2) -> list[str]:
+        """Node names of the workers that answer a broadcast ping (asked again once if none answers:
+        a busy or just-started worker can miss one short window)."""
+        for _ in range(max(1, attempts)):
+            replies = self.celery.control.ping(timeout=timeout or self.control_timeout) or []
+            if replies:
+                return sorted(name for reply in replies for name in reply)
+        return []
 
     def check_celery(self) -> dict[str, Any]:
         started = time.perf_counter()
