@@ -23,21 +23,21 @@ CLUSTER_HELM_VERSION := $(patsubst HELM_VERSION=%,%,$(filter HELM_VERSION=%,$(CL
 CLUSTER_K8S_BIN := $(HUMANIZER_CACHE)/k8s/$(CLUSTER_K8S_VERSION)/bin
 CLUSTER_KUBECTL := $(CLUSTER_K8S_BIN)/kubectl
 CLUSTER_HELM := $(HUMANIZER_CACHE)/helm/$(CLUSTER_HELM_VERSION)/bin/helm
-CLUSTER_PY = $(UV) run python tools/cluster/controlplane.py
+CLUSTER_PY = $(UV) run --frozen python tools/cluster/controlplane.py
 
 .PHONY: cluster-tools cluster-up cluster-down cluster-status test-cluster
 
-cluster-tools:
+cluster-tools: ## build/cache etcd, kube-apiserver & co, kubectl, kwok, helm (cold ~20 min, then a no-op)
 	HUMANIZER_CACHE="$(HUMANIZER_CACHE)" tools/k8s/build.sh
 
-cluster-up: cluster-tools
+cluster-up: cluster-tools $(VENV_STAMP) ## start a local control plane + kwok nodes; prints export KUBECONFIG=...
 	HUMANIZER_CACHE="$(HUMANIZER_CACHE)" $(CLUSTER_PY) up --dir "$(CLUSTER_DIR)" --nodes $(CLUSTER_NODES)
 
-cluster-status:
+cluster-status: ## pids and memory of the control plane started by cluster-up
 	$(CLUSTER_PY) status --dir "$(CLUSTER_DIR)"
 
-cluster-down:
+cluster-down: ## stop the control plane started by cluster-up and remove its state
 	$(CLUSTER_PY) down --dir "$(CLUSTER_DIR)"
 
-test-cluster: cluster-tools
-	HUMANIZER_CACHE="$(HUMANIZER_CACHE)" $(UV) run pytest tests/cluster -m cluster
+test-cluster: cluster-tools $(VENV_STAMP) ## real kube-apiserver/etcd/controllers + kwok on loopback
+	HUMANIZER_CACHE="$(HUMANIZER_CACHE)" $(UV) run --frozen pytest tests/cluster -m cluster $(PYTEST_ARGS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,15 +64,27 @@ def _widget(name: str, **spec: object) -> dict:
     return {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
 
 
-def test_crd_schema_and_cel_rules_are_enforced(kubectl: Kubectl, api_client: client.ApiClient, namespace: str) -> None:
+@pytest.fixture
+def widget_crd(kubectl: Kubectl, api_client: client.ApiClient) -> Iterator[str]:
+    """The test CRD, applied and Established; deleted afterwards (it is cluster-scoped)."""
     kubectl.apply(CRD)
     ext = client.ApiextensionsV1Api(api_client)
+    name = CRD["metadata"]["name"]
 
     def established() -> bool:
-        conds = ext.read_custom_resource_definition(CRD["metadata"]["name"]).status.conditions or []
+        conds = ext.read_custom_resource_definition(name).status.conditions or []
         return any(c.type == "Established" and c.status == "True" for c in conds)
 
     wait_until(established, 30, "CRD Established")
+    try:
+        yield name
+    finally:
+        kubectl("delete", "crd", name, "--ignore-not-found", "--wait=false")
+
+
+def test_crd_schema_and_cel_rules_are_enforced(
+    widget_crd: str, kubectl: Kubectl, api_client: client.ApiClient, namespace: str
+) -> None:
     custom = client.CustomObjectsApi(api_client)
 
     def create(body: dict) -> dict:
