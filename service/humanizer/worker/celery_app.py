@@ -15,6 +15,7 @@ from __future__ import annotations
 from celery import Celery
 
 from humanizer.config import Settings, get_settings
+from humanizer.worker.result_backend import backend_url
 
 CHUNK_QUEUE = "humanize"
 CONTROL_QUEUE = "control"
@@ -25,7 +26,7 @@ app = Celery("humanizer", include=["humanizer.worker.tasks"])
 def celery_config(settings: Settings) -> dict[str, object]:
     return {
         "broker_url": settings.redis_dsn,
-        "result_backend": settings.redis_dsn,
+        "result_backend": backend_url(settings.redis_dsn),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -61,8 +62,17 @@ def celery_config(settings: Settings) -> dict[str, object]:
 
 
 def configure_app(settings: Settings | None = None) -> Celery:
-    """(Re)point the app at the Redis named by ``settings``; idempotent."""
-    app.conf.update(celery_config(settings or get_settings()))
+    """(Re)point the app at the Redis named by ``settings``; idempotent.
+
+    Connections and the result backend made for an earlier configuration are dropped, so a process
+    (a test session, the demo) can move from one Redis to another.
+    """
+    config = celery_config(settings or get_settings())
+    if all(app.conf.get(k) == v for k, v in config.items()):
+        return app
+    app.conf.update(config)
+    app.close()
+    app._local.__dict__.pop("backend", None)
     return app
 
 
