@@ -19,6 +19,7 @@ from rich.table import Table
 
 from humanizer.cli import follow, print_report, print_summary
 from humanizer.jobs.models import JobRequest, JobStatus
+from humanizer.logging import configure_logging
 from humanizer.jobs.submit import submit_job
 from humanizer.local.stack import LocalStack
 
@@ -36,16 +37,18 @@ def _excerpt(text: str, paragraphs: int = 2) -> str:
 
 
 def run_demo(workers: int = 2, concurrency: int = 8, style: str = "casual", out_path: Path | None = None,
-             sample: Path = SAMPLE, simulated_latency: float = 0.25) -> int:
+             sample: Path = SAMPLE, simulated_latency: float = 0.25, chunk_tokens: int = 150) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
+    configure_logging("WARNING", "console")
     text = sample.read_text(encoding="utf-8")
     console.print(Panel.fit(
         f"[bold]Humanizer demo[/]\n"
         f"document: {sample.name} ({len(text.split()):,} words)\n"
         f"stack: embedded Redis + {workers} Celery worker processes × {concurrency} threads\n"
-        f"provider: [bold]offline[/] — a deterministic local rewriter (phrase-level edits, no LLM, no network,\n"
-        f"no key), with {simulated_latency:g} s simulated latency per chunk so the fan-out is visible.\n"
-        f"Set HUMANIZER_PROVIDER=openai and OPENAI_API_KEY to use a real model.",
+        f"provider: [bold]offline[/] — a deterministic local rewriter (phrase and\n"
+        f"sentence edits; no LLM, no network, no key), {simulated_latency:g} s simulated latency\n"
+        f"per chunk so the fan-out is visible.\n"
+        f"Real model: HUMANIZER_PROVIDER=openai and OPENAI_API_KEY.",
     ))
     env = {
         "HUMANIZER_PROVIDER": "offline",
@@ -57,7 +60,7 @@ def run_demo(workers: int = 2, concurrency: int = 8, style: str = "casual", out_
         with LocalStack(workers=workers, concurrency=concurrency, env=env) as stack:
             console.print(f"Redis on 127.0.0.1:{stack.redis.port}; workers ready in {time.monotonic() - started:.1f} s")
             t0 = time.monotonic()
-            job = submit_job(JobRequest(text=text, style=style, verify=True))
+            job = submit_job(JobRequest(text=text, style=style, verify=True, chunk_max_tokens=chunk_tokens))
             console.print(f"job [bold]{job.job_id}[/]: {job.total_chunks} chunks ({job.model_chunks} to rewrite, "
                           f"{job.total_chunks - job.model_chunks} passed through: code, tables, headings, lists)")
             view = follow(job.job_id)
