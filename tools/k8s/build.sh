@@ -47,7 +47,11 @@ log() { echo "[build.sh] $*" >&2; }
 version_ok() {
     local bin="$1" expected="$2"; shift 2
     [ -x "$bin" ] || return 1
-    "$bin" "$@" 2>/dev/null | grep -qF -- "$expected"
+    local out
+    # Capture first: `bin | grep -q` under pipefail fails at random when grep exits before bin
+    # has written everything (SIGPIPE).
+    out="$("$bin" "$@" 2>/dev/null)" || return 1
+    [[ "$out" == *"$expected"* ]]
 }
 
 k8s_ok() {
