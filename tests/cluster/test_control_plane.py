@@ -7,6 +7,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -18,10 +19,11 @@ from .pod_harness import PodHarness, expand, humanizer_command
 pytestmark = pytest.mark.cluster
 
 GROUP = "tier.humanizer.test"
-CRD = {
+CRD_NAME = f"widgets.{GROUP}"
+CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
-    "metadata": {"name": f"widgets.{GROUP}"},
+    "metadata": {"name": CRD_NAME},
     "spec": {
         "group": GROUP,
         "scope": "Namespaced",
@@ -69,7 +71,7 @@ def widget_crd(kubectl: Kubectl, api_client: client.ApiClient) -> Iterator[str]:
     """The test CRD, applied and Established; deleted afterwards (it is cluster-scoped)."""
     kubectl.apply(CRD)
     ext = client.ApiextensionsV1Api(api_client)
-    name = CRD["metadata"]["name"]
+    name = CRD_NAME
 
     def established() -> bool:
         conds = ext.read_custom_resource_definition(name).status.conditions or []

@@ -76,6 +76,10 @@ install_dir() {
 
 build_k8s() {
     if k8s_ok; then log "k8s $KUBERNETES_VERSION: up to date in $K8S_BIN"; return; fi
+    grep -qE "^\s*k8s.io/kubernetes $KUBERNETES_VERSION( |\$)" "$HERE/go.mod" &&
+        grep -qE "^\s*go.etcd.io/etcd/server/v3 $ETCD_VERSION( |\$)" "$HERE/go.mod" || {
+        log "tools/k8s/go.mod does not pin kubernetes $KUBERNETES_VERSION / etcd $ETCD_VERSION:"
+        log "run tools/k8s/gen-gomod.py after changing versions.env"; exit 1; }
     local v="$KUBERNETES_VERSION" minor major
     major="${v#v}"; major="${major%%.*}"
     minor="${v#v*.}"; minor="${minor%%.*}"
