@@ -7,7 +7,7 @@
   objects such as CRDs).
 * ``api_client`` / ``core_v1`` / ``apps_v1``: kubernetes python clients for the cluster.
 * ``namespace`` (function): a fresh namespace (with its default ServiceAccount), deleted afterwards.
-* ``kubectl``: run the cached kubectl against the cluster.
+* ``kubectl`` / ``helm``: run the cached kubectl / helm v3 against the cluster.
 
 If the binaries are missing or the control plane cannot start, the fixtures raise: tests fail with
 the reason, they never skip.
@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "tools" / "cluster"))
 
 from controlplane import Binaries, ControlPlane  # noqa: E402
 
-from .helpers import Kubectl, wait_until  # noqa: E402
+from .helpers import Kubectl, KubeTool, wait_until  # noqa: E402
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -44,6 +44,7 @@ class Cluster:
 
     kubeconfig: Path
     kubectl_path: Path
+    binaries: Binaries
     control_plane: ControlPlane | None  # None when an existing cluster was reused
 
     def api_client(self) -> client.ApiClient:
@@ -78,13 +79,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     binaries.check()  # raises with "run make cluster-tools" when the cache is empty
     reused = _reuse_kubeconfig()
     if reused is not None:
-        yield Cluster(reused, binaries.kubectl, None)
+        yield Cluster(reused, binaries.kubectl, binaries, None)
         return
     workdir = tmp_path_factory.mktemp("controlplane")
     cp = ControlPlane(workdir, nodes=int(os.environ.get("CLUSTER_NODES", "1")), binaries=binaries)
     cp.start()
     try:
-        yield Cluster(cp.kubeconfig, binaries.kubectl, cp)
+        yield Cluster(cp.kubeconfig, binaries.kubectl, binaries, cp)
     finally:
         cp.stop()
 
@@ -111,6 +112,14 @@ def apps_v1(api_client: client.ApiClient) -> client.AppsV1Api:
 @pytest.fixture(scope="session")
 def kubectl(cluster: Cluster) -> Kubectl:
     return Kubectl(cluster.kubectl_path, cluster.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def helm(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> KubeTool:
+    """helm v3 against the cluster, with its cache/config/data dirs isolated from the user's."""
+    home = tmp_path_factory.mktemp("helm")
+    env = {f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
+    return KubeTool(cluster.binaries.helm, cluster.kubeconfig, env)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Helpers shared by cluster-tier tests: a kubectl wrapper and a bounded poll."""
+"""Helpers shared by cluster-tier tests: kubectl/helm wrappers and a bounded poll."""
 
 from __future__ import annotations
 
@@ -11,23 +11,31 @@ from pathlib import Path
 import yaml
 
 
-class Kubectl:
-    """``kubectl(*args, input=..., check=True)`` → CompletedProcess (text), KUBECONFIG preset."""
+class KubeTool:
+    """Run a CLI (kubectl, helm) against the test cluster: ``tool(*args, input=..., check=True)``.
 
-    def __init__(self, path: Path, kubeconfig: Path) -> None:
+    Returns the CompletedProcess (text); KUBECONFIG and ``env`` are set for the child.
+    """
+
+    def __init__(self, path: Path, kubeconfig: Path, env: dict[str, str] | None = None) -> None:
         self.path = path
         self.kubeconfig = kubeconfig
+        self.env = dict(env or {})
 
     def __call__(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
         proc = subprocess.run(
             [str(self.path), *args], input=input, env=env, capture_output=True, text=True, timeout=timeout
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+            raise AssertionError(f"{self.path.name} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
         return proc
+
+
+class Kubectl(KubeTool):
+    """kubectl with an ``apply`` shortcut for dict objects."""
 
     def apply(self, objects: dict | Sequence[dict], namespace: str | None = None) -> str:
         """``kubectl apply -f -`` for one or more objects given as dicts."""

@@ -1,4 +1,4 @@
-"""Tests of the cluster tier itself: real API semantics (CRD schema + CEL, RBAC) and kwok + pod harness."""
+"""Tests of the cluster tier itself: CRD schema + CEL, RBAC, kwok + pod harness, helm against the API."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from .helpers import Kubectl, wait_until
+from .helpers import Kubectl, KubeTool, wait_until
 from .pod_harness import PodHarness, expand, humanizer_command
 
 pytestmark = pytest.mark.cluster
@@ -305,3 +305,46 @@ def test_command_translation_and_expansion() -> None:
     assert humanizer_command(["python3", "-c", "pass"]) == [sys.executable, "-c", "pass"]
     assert humanizer_command(["/bin/true"]) == ["/bin/true"]
     assert expand("$(A)-$(B)-$$(A)", {"A": "x"}) == "x-$(B)-$(A)"
+
+
+CHART_DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-web
+  labels: {app: {{ .Release.Name }}-web}
+spec:
+  replicas: {{ .Values.replicas }}
+  selector:
+    matchLabels: {app: {{ .Release.Name }}-web}
+  template:
+    metadata:
+      labels: {app: {{ .Release.Name }}-web}
+    spec:
+      containers:
+        - name: web
+          image: local/web:never-pulled
+          command: ["sleep", "infinity"]
+"""
+
+
+def test_helm_install_upgrade_uninstall(
+    helm: KubeTool, core_v1: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    chart = tmp_path / "demo"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: demo\nversion: 0.1.0\n")
+    (chart / "values.yaml").write_text("replicas: 2\n")
+    (chart / "templates" / "deployment.yaml").write_text(CHART_DEPLOYMENT)
+
+    def running() -> int:
+        pods = core_v1.list_namespaced_pod(namespace, label_selector="app=demo-web").items
+        return sum(1 for p in pods if p.status.phase == "Running" and p.metadata.deletion_timestamp is None)
+
+    helm("install", "demo", str(chart), "-n", namespace, "--wait", "--timeout", "60s", timeout=90)
+    assert running() == 2
+    helm("upgrade", "demo", str(chart), "-n", namespace, "--set", "replicas=3", "--wait", "--timeout", "60s")
+    assert running() == 3
+    assert "deployed" in helm("status", "demo", "-n", namespace).stdout
+    helm("uninstall", "demo", "-n", namespace, "--wait", "--timeout", "60s", timeout=90)
+    wait_until(lambda: not core_v1.list_namespaced_pod(namespace).items, 60, "pods garbage-collected")

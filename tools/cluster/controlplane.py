@@ -79,6 +79,7 @@ class Binaries:
 
     k8s_bin: Path
     kwok_bin: Path
+    helm_bin: Path | None = None
 
     @classmethod
     def from_cache(cls) -> Binaries:
@@ -86,7 +87,8 @@ class Binaries:
         root = cache_root()
         k8s = Path(os.environ.get("K8S_BIN") or root / "k8s" / versions["KUBERNETES_VERSION"] / "bin")
         kwok = Path(os.environ.get("KWOK_BIN") or root / "kwok" / versions["KWOK_VERSION"] / "bin")
-        return cls(k8s, kwok)
+        helm = Path(os.environ.get("HELM_BIN") or root / "helm" / versions["HELM_VERSION"] / "bin")
+        return cls(k8s, kwok, helm)
 
     def path(self, name: str) -> Path:
         return (self.kwok_bin if name == "kwok" else self.k8s_bin) / name
@@ -94,6 +96,12 @@ class Binaries:
     @property
     def kubectl(self) -> Path:
         return self.k8s_bin / "kubectl"
+
+    @property
+    def helm(self) -> Path:
+        if self.helm_bin is None or not os.access(self.helm_bin / "helm", os.X_OK):
+            raise ControlPlaneError(f"helm missing in {self.helm_bin}: run `make cluster-tools`")
+        return self.helm_bin / "helm"
 
     def check(self) -> None:
         missing = [str(self.path(n)) for n in (*COMPONENTS, "kubectl") if not os.access(self.path(n), os.X_OK)]
