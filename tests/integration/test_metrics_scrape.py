@@ -49,6 +49,28 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return total(after) - total(before)
 
 
+def repoint_celery() -> None:
+    """Point the process-wide Celery app at the current settings' Redis, dropping its pooled connections
+    (configure_app alone keeps using connections opened to the previous Redis)."""
+    import threading
+
+    app = configure_app(get_settings())
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.__dict__["amqp"]._producer_pool = None
+    app._backend_cache = None
+    app._local = threading.local()
+
+
+class OwnStack(LocalStack):
+    def _apply_env(self) -> Any:
+        settings = super()._apply_env()
+        repoint_celery()
+        return settings
+
+
 @pytest.fixture(scope="module")
 def metrics_stack(fake_llm: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, int]]:
     """One worker of our own (its own Redis) with MONITORING_PROMETHEUS_PORT set."""
@@ -65,12 +87,12 @@ def metrics_stack(fake_llm: Any, tmp_path_factory: pytest.TempPathFactory) -> It
         "HUMANIZER_KEY_PREFIX": "hzm",
         "MONITORING_PROMETHEUS_PORT": str(port),
     }
-    stack = LocalStack(workers=1, concurrency=4, env=env, work_dir=tmp_path_factory.mktemp("metrics"))
+    stack = OwnStack(workers=1, concurrency=4, env=env, work_dir=tmp_path_factory.mktemp("metrics"))
     try:
         with stack:
             yield stack, port
     finally:
-        configure_app(get_settings())  # the shared stack's Redis again, for the tests that follow
+        repoint_celery()  # the shared stack's Redis again, for the tests that follow
 
 
 def worker_metrics_url(port: int, timeout: float = 8.0) -> str:
