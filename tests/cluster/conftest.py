@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "cluster"))
 
-from controlplane import Binaries, ControlPlane  # noqa: E402
+from controlplane import FAKE_NODE_ANNOTATION, Binaries, ControlPlane  # noqa: E402
 
 from .helpers import Kubectl, KubeTool, wait_until  # noqa: E402
 
@@ -73,12 +73,25 @@ def _reuse_kubeconfig() -> Path | None:
     return path
 
 
+def _require_kwok_nodes(kubeconfig: Path) -> None:
+    """A reused cluster must be one of ours: pods only become Running on kwok-managed nodes."""
+    key, value = FAKE_NODE_ANNOTATION
+    with config.new_client_from_config(config_file=str(kubeconfig)) as api:
+        nodes = client.CoreV1Api(api).list_node(_request_timeout=10).items
+    if not any((n.metadata.annotations or {}).get(key) == value for n in nodes):
+        raise RuntimeError(
+            f"the cluster in KUBECONFIG={kubeconfig} has no node annotated {key}={value} (not started by "
+            "`make cluster-up`?); unset KUBECONFIG or set HUMANIZER_CLUSTER_FRESH=1"
+        )
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     binaries = Binaries.from_cache()
     binaries.check()  # raises with "run make cluster-tools" when the cache is empty
     reused = _reuse_kubeconfig()
     if reused is not None:
+        _require_kwok_nodes(reused)
         yield Cluster(reused, binaries.kubectl, binaries, None)
         return
     workdir = tmp_path_factory.mktemp("controlplane")
