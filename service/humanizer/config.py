@@ -76,6 +76,34 @@ class Settings(BaseSettings):
         3600, gt=0, validation_alias=_env("CELERY_VISIBILITY_TIMEOUT", "celery_visibility_timeout")
     )
 
+    # --- reliability ---------------------------------------------------------------------
+    max_redeliveries: int = Field(
+        3, ge=0, le=100, validation_alias=_env("HUMANIZER_MAX_REDELIVERIES", "max_redeliveries"),
+        description="deliveries beyond retries+1 after which a chunk is poison and dead-lettered",
+    )
+    reconcile_interval_seconds: float = Field(
+        15.0, ge=0.0, validation_alias=_env("HUMANIZER_RECONCILE_INTERVAL_SECONDS", "reconcile_interval_seconds"),
+        description="how often a worker looks for stalled jobs (0 = never)",
+    )
+    stall_seconds: float = Field(
+        300.0, gt=0.0, validation_alias=_env("HUMANIZER_STALL_SECONDS", "stall_seconds"),
+        description="a job without progress for this long is re-driven from what Redis holds",
+    )
+    rate_limit_rpm: float = Field(0.0, ge=0.0, validation_alias=_env("HUMANIZER_RATE_LIMIT_RPM", "rate_limit_rpm"))
+    rate_limit_tpm: float = Field(0.0, ge=0.0, validation_alias=_env("HUMANIZER_RATE_LIMIT_TPM", "rate_limit_tpm"))
+    rate_limit_burst_seconds: float = Field(
+        0.0, ge=0.0, validation_alias=_env("HUMANIZER_RATE_LIMIT_BURST_SECONDS", "rate_limit_burst_seconds")
+    )
+    chunk_cache_ttl_seconds: int = Field(
+        7 * 24 * 3600, ge=0, validation_alias=_env("HUMANIZER_CHUNK_CACHE_TTL_SECONDS", "chunk_cache_ttl_seconds"),
+        description="how long rewritten chunks are reused for identical requests (0 = no cache)",
+    )
+    model_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00), "gpt-4.1-mini": (0.40, 1.60)},
+        validation_alias=_env("HUMANIZER_MODEL_PRICES", "model_prices"),
+        description="USD per million input and output tokens, per model (JSON)",
+    )
+
     # --- jobs -----------------------------------------------------------------------------
     style: str = Field("neutral", validation_alias=_env("HUMANIZER_STYLE", "style"))
     chunk_max_tokens: int = Field(

@@ -166,14 +166,20 @@ def observe_provider(status_code: int | str | None, seconds: float, provider: st
     PROVIDER_LATENCY.labels(name).observe(max(0.0, seconds))
 
 
-def observe_tokens(tokens_in: int, tokens_out: int, provider: str = "openai", model: str = "") -> float:
-    """Count tokens and their estimated cost; returns the cost in USD."""
+def observe_tokens(
+    tokens_in: int, tokens_out: int, provider: str = "openai", model: str = "", cost_usd: float | None = None
+) -> float:
+    """Count tokens and their estimated cost (``cost_usd`` if the caller priced it, else our list prices);
+    returns the cost in USD."""
     name = _label(provider)
     if tokens_in > 0:
         TOKENS.labels(name, "input").inc(tokens_in)
     if tokens_out > 0:
         TOKENS.labels(name, "output").inc(tokens_out)
-    cost = estimate_cost(model, tokens_in, tokens_out) if name == "openai" else 0.0
+    if cost_usd is not None:
+        cost = max(0.0, cost_usd)
+    else:
+        cost = estimate_cost(model, tokens_in, tokens_out) if name == "openai" else 0.0
     if cost > 0:
         COST.labels(name).inc(cost)
     return cost

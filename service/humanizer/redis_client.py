@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from humanizer.config import Settings, get_settings
 
@@ -21,7 +23,9 @@ def _client(dsn: str) -> redis.Redis:
         socket_connect_timeout=5,
         socket_timeout=30,
         health_check_interval=30,
-        retry_on_timeout=True,
+        # ride out a Redis restart or failover of a few seconds instead of failing the caller
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=6),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
 
 

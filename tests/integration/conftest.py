@@ -85,3 +85,42 @@ def poll_until(pred: object, timeout: float, step: float = 0.05) -> bool:
         time.sleep(step)
     return False
 
+
+
+# Settings for stacks that get faults injected: short stall detection and visibility timeout so that
+# recovery happens within a test's time, not production's.
+FAST_RECOVERY_ENV = {
+    "CELERY_TASK_SOFT_TIME_LIMIT": "10",
+    "CELERY_TASK_TIME_LIMIT": "12",
+    "CELERY_TASK_RETRY_MAX_DELAY": "5",
+    "CELERY_VISIBILITY_TIMEOUT": "20",
+    "HUMANIZER_STALL_SECONDS": "4",
+    "HUMANIZER_RECONCILE_INTERVAL_SECONDS": "1",
+}
+
+
+@pytest.fixture()
+def make_stack(fake_llm: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Build a dedicated stack (own Redis, own workers) for a test that breaks things."""
+    made: list[LocalStack] = []
+
+    def factory(workers: int = 2, concurrency: int = 8, **env: str) -> LocalStack:
+        base = {
+            "HUMANIZER_PROVIDER": "openai",
+            "OPENAI_BASE_URL": fake_llm.url,  # type: ignore[attr-defined]
+            "OPENAI_API_KEY": FAKE_KEY,
+            "OPENAI_MODEL": "fake-model",
+            "OPENAI_TIMEOUT": "5",
+            "CELERY_TASK_RETRY_DELAY": "0.2",
+            "CELERY_TASK_MAX_RETRIES": "4",
+            "HUMANIZER_CHUNK_CACHE_TTL_SECONDS": "0",
+            **FAST_RECOVERY_ENV,
+        }
+        s = LocalStack(workers, concurrency, env={**base, **env}, work_dir=tmp_path_factory.mktemp("chaos"))
+        made.append(s)
+        return s.start()
+
+    fake_llm.reset()  # type: ignore[attr-defined]
+    yield factory
+    for s in reversed(made):
+        s.stop()

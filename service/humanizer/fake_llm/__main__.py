@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jitter", type=float, default=None, help="± seconds (uniform)")
     p.add_argument("--api-key", default=None, help="require this bearer key (401 otherwise)")
     p.add_argument("--rpm", type=int, default=None, help="requests per minute; 429 with Retry-After beyond")
-    p.add_argument("--mode", choices=["rewrite", "echo", "drop-number"], default=None)
+    p.add_argument("--mode", choices=["rewrite", "echo", "drop-number", "nonce"], default=None)
     p.add_argument("--pad-tokens", type=int, default=None, help="pad replies to about N tokens")
     p.add_argument("--model", default=None, help="model id reported by /v1/models")
     p.add_argument("--seed", type=int, default=None, help="seed for latency jitter and fault probabilities")

@@ -11,7 +11,7 @@ FaultKind = Literal[
     "insufficient_quota", "content_filter", "empty", "length",
 ]
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
-Mode = Literal["rewrite", "echo", "drop-number"]
+Mode = Literal["rewrite", "echo", "drop-number", "nonce"]
 
 
 class FaultRule(BaseModel):

@@ -321,6 +321,10 @@ class FakeLLM:
             return "", "stop"
         if cfg.mode == "echo":
             content = text
+        elif cfg.mode == "nonce":
+            # every reply differs: duplicate executions of one chunk become distinguishable
+            self._nonce = getattr(self, "_nonce", 0) + 1
+            content = f"{text} [reply-{self._nonce}]"
         else:
             style, custom = extract_style(messages)
             source = drop_first_number(text) if cfg.mode == "drop-number" else text

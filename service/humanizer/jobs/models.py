@@ -39,6 +39,8 @@ class JobRequest(BaseModel):
     passthrough_structures: bool = True
     context_chars: int = Field(0, ge=0, le=2000)
     verify: bool = True
+    token_budget: int | None = Field(None, ge=1, description="stop the job once it used this many tokens")
+    max_cost_usd: float | None = Field(None, gt=0, description="stop the job once it cost this much")
     job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
     @model_validator(mode="after")
@@ -69,6 +71,7 @@ class JobView(BaseModel):
     retries: int
     tokens_in: int
     tokens_out: int
+    cost_usd: float = 0.0
     created_at: float
     started_at: float | None
     finished_at: float | None

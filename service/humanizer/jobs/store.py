@@ -13,7 +13,9 @@ Keys (prefix ``hz`` by default)::
     hz:job:<id>:flags    hash   index -> why a chunk kept its original text (altered placeholders)
     hz:job:<id>:result   string the merged document (first writer wins)
     hz:job:<id>:report   string verification report JSON
+    hz:job:<id>:deliveries hash index -> times a worker started the chunk (poison detection)
     hz:jobs              zset   job id -> created_at (listing)
+    hz:active            zset   unfinished job id -> time of its last progress (reconciler)
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from typing import Any
 import redis
 
 from humanizer.jobs.models import TERMINAL, JobStatus, JobView, Progress
+from humanizer.pricing import cost_usd
 
 _TERMINAL_ARGS = [s.value for s in TERMINAL]
 
-# KEYS: job, out ; ARGV: index, text, tokens_in, tokens_out, now
+# KEYS: job, out, active ; ARGV: index, text, tokens_in, tokens_out, now, job id
 _SAVE_OUTPUT = """
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[3], 'XX', ARGV[5], ARGV[6])
 redis.call('HINCRBY', KEYS[1], 'done', 1)
 redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[4])
@@ -43,9 +47,10 @@ end
 return 1
 """
 
-# KEYS: job, fail ; ARGV: index, failure json
+# KEYS: job, fail, active ; ARGV: index, failure json, now, job id
 _RECORD_FAILURE = """
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[3], 'XX', ARGV[3], ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'failed', 1)
 return 1
 """
@@ -57,7 +62,7 @@ redis.call('HINCRBY', KEYS[1], 'failed', -1)
 return 1
 """
 
-# KEYS: job ; ARGV: new status, now, then field/value pairs. Refuses to leave a terminal state.
+# KEYS: job, active ; ARGV: new status, now, job id, then field/value pairs. Refuses to leave a terminal state.
 _SET_STATUS = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
@@ -65,20 +70,22 @@ if st == 'SUCCESS' or st == 'FAILURE' or st == 'CANCELLED' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
 if ARGV[1] == 'SUCCESS' or ARGV[1] == 'FAILURE' or ARGV[1] == 'CANCELLED' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+  redis.call('ZREM', KEYS[2], ARGV[3])
 end
 if (ARGV[1] == 'STARTED' or ARGV[1] == 'PROGRESS') and not redis.call('HGET', KEYS[1], 'started_at') then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
 end
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
-# KEYS: job ; ARGV: new status, now, fields... Reopens a finished job (replay / re-drive).
+# KEYS: job, active ; ARGV: new status, now, job id, fields... Reopens a finished job (replay / re-drive).
 _REOPEN = """
 if not redis.call('HGET', KEYS[1], 'status') then return -1 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1])
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'skipped', 0)
 redis.call('HDEL', KEYS[1], 'finished_at', 'error')
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
@@ -92,8 +99,15 @@ class JobExists(ValueError):
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, prefix: str = "hz", ttl_seconds: int = 7 * 24 * 3600) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "hz",
+        ttl_seconds: int = 7 * 24 * 3600,
+        prices: Mapping[str, tuple[float, float]] | None = None,
+    ) -> None:
         self.r = client
+        self.prices = dict(prices or {})
         self.prefix = prefix
         self.ttl = ttl_seconds
         self._save_output = client.register_script(_SAVE_OUTPUT)
@@ -107,11 +121,15 @@ class JobStore:
         return f"{self.prefix}:job:{job_id}" + (f":{part}" if part else "")
 
     def _all_keys(self, job_id: str) -> list[str]:
-        return [self.key(job_id, p) for p in ("", "chunks", "out", "fail", "flags", "result", "report")]
+        return [self.key(job_id, p) for p in ("", "chunks", "out", "fail", "flags", "deliveries", "result", "report")]
 
     @property
     def index_key(self) -> str:
         return f"{self.prefix}:jobs"
+
+    @property
+    def active_key(self) -> str:
+        return f"{self.prefix}:active"
 
     # ---- create -------------------------------------------------------------------------
     def create(
@@ -144,6 +162,7 @@ class JobStore:
         if ready_outputs:
             pipe.hset(self.key(job_id, "out"), mapping={str(i): t for i, t in ready_outputs.items()})
         pipe.zadd(self.index_key, {job_id: now})
+        pipe.zadd(self.active_key, {job_id: now})
         pipe.execute()
 
     # ---- read ---------------------------------------------------------------------------
@@ -207,6 +226,7 @@ class JobStore:
             retries=int(m.get("retries", 0)),
             tokens_in=int(m.get("tokens_in", 0)),
             tokens_out=int(m.get("tokens_out", 0)),
+            cost_usd=cost_usd(self.prices, m.get("model", ""), int(m.get("tokens_in", 0)), int(m.get("tokens_out", 0))),
             created_at=float(m["created_at"]),
             started_at=float(m["started_at"]) if m.get("started_at") else None,
             finished_at=float(m["finished_at"]) if m.get("finished_at") else None,
@@ -222,12 +242,26 @@ class JobStore:
     # ---- write --------------------------------------------------------------------------
     def save_output(self, job_id: str, index: int, text: str, tokens_in: int = 0, tokens_out: int = 0) -> bool:
         """Store a chunk's output if none is stored yet; True when this call was the first writer."""
-        keys = [self.key(job_id), self.key(job_id, "out")]
-        return bool(self._save_output(keys=keys, args=[index, text, tokens_in, tokens_out, time.time()]))
+        keys = [self.key(job_id), self.key(job_id, "out"), self.active_key]
+        args = [index, text, tokens_in, tokens_out, time.time(), job_id]
+        return bool(self._save_output(keys=keys, args=args))
 
     def record_failure(self, job_id: str, index: int, info: Mapping[str, Any]) -> bool:
-        keys = [self.key(job_id), self.key(job_id, "fail")]
-        return bool(self._record_failure(keys=keys, args=[index, json.dumps(info)]))
+        keys = [self.key(job_id), self.key(job_id, "fail"), self.active_key]
+        return bool(self._record_failure(keys=keys, args=[index, json.dumps(info), time.time(), job_id]))
+
+    def count_delivery(self, job_id: str, index: int) -> int:
+        """Count one more start of chunk ``index``; returns the count including this one."""
+        return int(self.r.hincrby(self.key(job_id, "deliveries"), str(index), 1))  # type: ignore[arg-type]
+
+    def active_jobs(self, idle_for: float = 0.0) -> list[tuple[str, float]]:
+        """Unfinished jobs whose last progress is at least ``idle_for`` seconds old."""
+        upper = time.time() - idle_for
+        rows = self.r.zrangebyscore(self.active_key, "-inf", upper, withscores=True)
+        return [(job_id, float(score)) for job_id, score in rows]  # type: ignore[union-attr]
+
+    def touch(self, job_id: str) -> None:
+        self.r.zadd(self.active_key, {job_id: time.time()}, xx=True)
 
     def clear_failure(self, job_id: str, index: int) -> bool:
         keys = [self.key(job_id), self.key(job_id, "fail")]
@@ -241,10 +275,10 @@ class JobStore:
 
     def set_status(self, job_id: str, status: JobStatus, **fields: Any) -> bool:
         """Move to ``status`` unless the job already ended; True if it moved."""
-        args: list[Any] = [status.value, repr(time.time())]
+        args: list[Any] = [status.value, repr(time.time()), job_id]
         for k, v in fields.items():
             args += [k, _encode(v)]
-        rc = self._set_status(keys=[self.key(job_id)], args=args)
+        rc = self._set_status(keys=[self.key(job_id), self.active_key], args=args)
         if rc == -1:
             raise JobNotFound(job_id)
         if rc == 1 and status in TERMINAL:
@@ -253,10 +287,10 @@ class JobStore:
 
     def reopen(self, job_id: str, **fields: Any) -> None:
         """Put an ended job back to PROGRESS (dead-letter replay, re-drive)."""
-        args: list[Any] = [JobStatus.PROGRESS.value, repr(time.time())]
+        args: list[Any] = [JobStatus.PROGRESS.value, repr(time.time()), job_id]
         for k, v in fields.items():
             args += [k, _encode(v)]
-        if self._reopen(keys=[self.key(job_id)], args=args) == -1:
+        if self._reopen(keys=[self.key(job_id), self.active_key], args=args) == -1:
             raise JobNotFound(job_id)
         self.r.delete(self.key(job_id, "result"), self.key(job_id, "report"))
         for key in self._all_keys(job_id):
@@ -278,6 +312,7 @@ class JobStore:
         for job_id in job_ids:
             self.r.delete(*self._all_keys(job_id))
             self.r.zrem(self.index_key, job_id)
+            self.r.zrem(self.active_key, job_id)
 
 
 def _encode(value: Any) -> str | int | float:

@@ -56,7 +56,7 @@ def validate_text(text: str, settings: Settings) -> None:
 
 def open_store(settings: Settings | None = None) -> JobStore:
     s = settings or get_settings()
-    return JobStore(check_redis(s), prefix=s.key_prefix, ttl_seconds=s.result_ttl_seconds)
+    return JobStore(check_redis(s), prefix=s.key_prefix, ttl_seconds=s.result_ttl_seconds, prices=s.model_prices)
 
 
 def submit_job(req: JobRequest, settings: Settings | None = None) -> SubmittedJob:
@@ -98,6 +98,8 @@ def submit_job(req: JobRequest, settings: Settings | None = None) -> SubmittedJo
         "temperature": req.temperature if req.temperature is not None else "",
         "max_tokens": req.max_tokens or "",
         "verify": req.verify,
+        "token_budget": req.token_budget or "",
+        "max_cost_usd": req.max_cost_usd or "",
     }
     ready = {c.index: c.text for c in chunks if c.kind != "prose"}
     model_indices = [c.index for c in chunks if c.kind == "prose"]

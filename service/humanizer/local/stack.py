@@ -72,6 +72,7 @@ class LocalStack:
                 os.environ[key] = old
         self._saved_env.clear()
         reset_settings_cache()
+        configure_app(get_settings())
         if self._tmp is not None:
             self._tmp.cleanup()
 

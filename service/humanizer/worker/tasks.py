@@ -20,16 +20,20 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
 
 from humanizer.chunking import PlaceholderError, mask, unmask
-from humanizer.config import get_settings
+from humanizer.config import Settings, get_settings
 from humanizer.jobs import assembly
 from humanizer.jobs.deadletters import DeadLetters
 from humanizer.jobs.models import JobStatus
 from humanizer.jobs.store import JobNotFound, JobStore
 from humanizer.logging import get_logger
-from humanizer.providers import Provider, ProviderError, RewriteRequest, build_provider
+from humanizer.pricing import cost_usd
+from humanizer.providers import Provider, ProviderError, RewriteRequest, RewriteResult, build_provider
+from humanizer.ratelimit import Limits, RateLimiter
 from humanizer.redis_client import get_redis
+from humanizer.worker import chunk_cache
 from humanizer.worker.celery_app import app
 from humanizer.worker.retry_policy import retry_countdown
 
@@ -37,9 +41,14 @@ log = get_logger("humanizer.worker")
 _rng = random.Random()
 
 
-def get_store() -> JobStore:
-    s = get_settings()
-    return JobStore(get_redis(s), prefix=s.key_prefix, ttl_seconds=s.result_ttl_seconds)
+def get_store(settings: Settings | None = None) -> JobStore:
+    s = settings or get_settings()
+    return _store(s.redis_dsn, s.key_prefix, s.result_ttl_seconds, tuple(sorted(s.model_prices.items())))
+
+
+@functools.cache
+def _store(dsn: str, prefix: str, ttl: int, prices: tuple[tuple[str, tuple[float, float]], ...]) -> JobStore:
+    return JobStore(get_redis(get_settings()), prefix=prefix, ttl_seconds=ttl, prices=dict(prices))
 
 
 @functools.cache
@@ -63,13 +72,20 @@ def _provider(name: str, model: str) -> Provider:
     return provider
 
 
+@functools.cache
+def _limiter(name: str, model: str) -> RateLimiter:
+    s = get_settings()
+    limits = Limits(s.rate_limit_rpm, s.rate_limit_tpm, s.rate_limit_burst_seconds)
+    return RateLimiter(get_redis(s), f"{name}:{model}", limits, prefix=s.key_prefix)
+
+
 class _Delayed:
     """The offline rewriter with a fixed simulated latency (demo only, so the fan-out is visible)."""
 
     def __init__(self, inner: Provider, seconds: float) -> None:
         self.inner, self.seconds, self.name = inner, seconds, inner.name
 
-    def rewrite(self, request: RewriteRequest) -> Any:
+    def rewrite(self, request: RewriteRequest) -> RewriteResult:
         time.sleep(self.seconds)
         return self.inner.rewrite(request)
 
@@ -82,34 +98,59 @@ def _record_chunk_seconds(store: JobStore, seconds: float) -> None:
     store.r.set(key, f"{value:.4f}", ex=24 * 3600)
 
 
-def _stop_reason(status: str) -> str | None:
-    if status in (JobStatus.CANCELLED, JobStatus.FAILURE):
-        return status.lower()
+def _over_budget(store: JobStore, meta: dict[str, str]) -> str | None:
+    used_in, used_out = int(meta.get("tokens_in", 0)), int(meta.get("tokens_out", 0))
+    if meta.get("token_budget") and used_in + used_out >= int(meta["token_budget"]):
+        return f"token budget {int(meta['token_budget']):,} reached ({used_in + used_out:,} used)"
+    if meta.get("max_cost_usd"):
+        spent = cost_usd(store.prices, meta.get("model", ""), used_in, used_out)
+        if spent >= float(meta["max_cost_usd"]):
+            return f"cost budget ${float(meta['max_cost_usd']):.4f} reached (${spent:.4f} spent)"
     return None
 
 
 @app.task(bind=True, name="humanizer.humanize_chunk", acks_late=True)
 def humanize_chunk(self: Task, job_id: str, index: int) -> dict[str, Any]:
     s = get_settings()
-    store = get_store()
+    store = get_store(s)
     bound = log.bind(job_id=job_id, chunk_id=index, task_id=self.request.id)
     try:
         meta = store.meta(job_id)
     except JobNotFound:
         bound.warning("chunk.job_missing")
         return {"index": index, "outcome": "job_missing"}
-    stop = _stop_reason(meta["status"])
-    if stop:
+    if meta["status"] in (JobStatus.CANCELLED, JobStatus.FAILURE):
         store.incr(job_id, "skipped")
-        bound.info("chunk.skipped", reason=stop)
+        bound.info("chunk.skipped", reason=meta["status"].lower())
         return {"index": index, "outcome": "skipped"}
     if store.r.hexists(store.key(job_id, "out"), str(index)):
         bound.info("chunk.duplicate_delivery")
         return {"index": index, "outcome": "duplicate"}
+
+    deliveries = store.count_delivery(job_id, index)
+    redeliveries = deliveries - 1 - self.request.retries
+    if redeliveries > s.max_redeliveries:
+        err = ProviderError("invalid_response", f"poison: started {deliveries} times without finishing")
+        return _dead_letter(self, store, job_id, index, err, deliveries, kind="poison")
     if meta["status"] == JobStatus.PENDING:
         store.set_status(job_id, JobStatus.STARTED, phase="rewriting")
+    budget = _over_budget(store, meta)
+    if budget:
+        store.set_status(job_id, JobStatus.FAILURE, phase="stopped", error=f"stopped: {budget}")
+        store.incr(job_id, "skipped")
+        bound.warning("chunk.budget_exhausted")
+        return {"index": index, "outcome": "skipped"}
 
     chunk = store.chunk(job_id, index)
+    key = chunk_cache.cache_key(store.prefix, meta, chunk) if s.chunk_cache_ttl_seconds else ""
+    cached = chunk_cache.get(store.r, key) if key else None
+    if cached is not None:
+        first = store.save_output(job_id, index, cached, 0, 0)
+        store.incr(job_id, "cache_hits")
+        bound.info("chunk.done", stored=first, cache="hit")
+        return {"index": index, "outcome": "cached"}
+
+    provider_name, model = meta.get("provider") or s.provider, meta.get("model") or s.openai_model
     masked = mask(chunk["text"])
     request = RewriteRequest(
         text=masked.text,
@@ -121,18 +162,26 @@ def humanize_chunk(self: Task, job_id: str, index: int) -> dict[str, Any]:
         temperature=float(meta["temperature"]) if meta.get("temperature") else None,
         max_tokens=int(meta["max_tokens"]) if meta.get("max_tokens") else None,
     )
-    provider = _provider(meta.get("provider") or s.provider, meta.get("model") or s.openai_model)
+    estimate = int(chunk.get("tokens") or 0) * 2 + 200
+    limiter = _limiter(provider_name, model)
+    waited = limiter.acquire(tokens=estimate)
+    if waited > 0.5:
+        bound.debug("chunk.rate_limited", waited=round(waited, 3))
+    if waited > 0 and store.status(job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):
+        store.incr(job_id, "skipped")
+        return {"index": index, "outcome": "skipped"}
+
     started = time.monotonic()
     attempts = self.request.retries + 1
     try:
-        result = provider.rewrite(request)
+        result = _provider(provider_name, model).rewrite(request)
     except SoftTimeLimitExceeded:
-        err = ProviderError.timeout("chunk exceeded its soft time limit")
-        return _handle_failure(self, store, job_id, index, err, attempts)
+        return _handle_failure(self, store, job_id, index, ProviderError.timeout("chunk soft time limit"), attempts)
     except ProviderError as err:
         return _handle_failure(self, store, job_id, index, err, attempts)
+    limiter.settle(estimate, result.input_tokens + result.output_tokens)
 
-    output, placeholder_error = chunk["text"], None
+    output = chunk["text"]
     try:
         output = unmask(result.text, masked.spans)
     except PlaceholderError as err:
@@ -140,9 +189,11 @@ def humanize_chunk(self: Task, job_id: str, index: int) -> dict[str, Any]:
             store.incr(job_id, "retries")
             bound.warning("chunk.placeholders_altered", attempt=attempts, action="retry")
             raise self.retry(countdown=retry_countdown(0, s.celery_task_retry_delay, 5.0, rng=_rng)) from err
-        placeholder_error = str(err)
-        store.r.hset(store.key(job_id, "flags"), str(index), placeholder_error)
+        store.r.hset(store.key(job_id, "flags"), str(index), str(err))
         bound.warning("chunk.placeholders_altered", attempt=attempts, action="kept_original")
+    else:
+        if key:
+            chunk_cache.put(store.r, key, output, s.chunk_cache_ttl_seconds)
 
     first = store.save_output(job_id, index, output, result.input_tokens, result.output_tokens)
     _record_chunk_seconds(store, time.monotonic() - started)
@@ -161,48 +212,49 @@ def _handle_failure(
     task: Task, store: JobStore, job_id: str, index: int, err: ProviderError, attempts: int
 ) -> dict[str, Any]:
     s = get_settings()
-    bound = log.bind(job_id=job_id, chunk_id=index, task_id=task.request.id)
     if err.retryable and task.request.retries < s.celery_task_max_retries:
         countdown = retry_countdown(
             task.request.retries, s.celery_task_retry_delay, s.celery_task_retry_max_delay, err.retry_after, _rng
         )
         store.incr(job_id, "retries")
-        bound.warning(
-            "chunk.retry", error_kind=err.kind.value, status_code=err.status_code, attempt=attempts,
-            countdown=round(countdown, 3),
+        log.warning(
+            "chunk.retry", job_id=job_id, chunk_id=index, task_id=task.request.id, error_kind=err.kind.value,
+            status_code=err.status_code, attempt=attempts, countdown=round(countdown, 3),
         )
         raise task.retry(countdown=countdown, exc=err)
-    reason = "retries exhausted" if err.retryable else "permanent error"
+    return _dead_letter(task, store, job_id, index, err, attempts)
+
+
+def _dead_letter(
+    task: Task, store: JobStore, job_id: str, index: int, err: ProviderError, attempts: int, kind: str | None = None
+) -> dict[str, Any]:
+    error_kind = kind or err.kind.value
+    reason = "retries exhausted" if err.retryable and kind is None else "permanent error"
     DeadLetters(store).add(
-        job_id,
-        index,
-        task_id=task.request.id,
-        error_kind=err.kind.value,
-        message=f"{reason}: {err}",
-        attempts=attempts,
-        stops_job=err.stops_job,
+        job_id, index, task_id=task.request.id, error_kind=error_kind, message=f"{reason}: {err}",
+        attempts=attempts, stops_job=err.stops_job,
     )
-    bound.error("chunk.dead_lettered", error_kind=err.kind.value, status_code=err.status_code, attempts=attempts)
+    log.error(
+        "chunk.dead_lettered", job_id=job_id, chunk_id=index, task_id=task.request.id, error_kind=error_kind,
+        status_code=err.status_code, attempts=attempts,
+    )
     if err.stops_job:
         store.set_status(
-            job_id,
-            JobStatus.FAILURE,
-            phase="stopped",
+            job_id, JobStatus.FAILURE, phase="stopped",
             error=f"stopped: the provider refused the job ({err.kind.value}): {err}",
         )
-    return {"index": index, "outcome": "dead_lettered", "error_kind": err.kind.value}
+    return {"index": index, "outcome": "dead_lettered", "error_kind": error_kind}
 
 
 @app.task(bind=True, name="humanizer.merge", acks_late=True)
 def merge(self: Task, job_id: str) -> dict[str, Any]:
     store = get_store()
-    bound = log.bind(job_id=job_id, task_id=self.request.id)
     outcome = assembly.merge_job(store, job_id)
-    bound.info("job.merged", outcome=outcome)
+    log.info("job.merged", job_id=job_id, task_id=self.request.id, outcome=outcome)
     if outcome == "merged":
         if store.meta(job_id).get("verify") in ("1", "True", "true"):
             store.set_fields(job_id, phase="verifying")
-            verify.apply_async(args=(job_id,), task_id=f"{job_id}:verify")
+            verify.apply_async(args=(job_id,), task_id=f"{job_id}:verify:{self.request.id}")
         else:
             store.set_status(job_id, JobStatus.SUCCESS, phase="done")
     return {"job_id": job_id, "outcome": outcome}
@@ -216,3 +268,12 @@ def verify(self: Task, job_id: str) -> dict[str, Any]:
     log.info("job.verified", job_id=job_id, task_id=self.request.id, passed=passed)
     store.set_status(job_id, JobStatus.SUCCESS, phase="done", verification_passed=passed)
     return {"job_id": job_id, "passed": passed}
+
+
+@worker_ready.connect
+def _start_reconciler(**_: Any) -> None:
+    s = get_settings()
+    if s.reconcile_interval_seconds > 0:
+        from humanizer.jobs.reconcile import ReconcilerThread
+
+        ReconcilerThread(get_store(s), s.reconcile_interval_seconds, s.stall_seconds).start()

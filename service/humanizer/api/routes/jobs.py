@@ -238,6 +238,8 @@ def cancel_job(job_id: JobId, principal: PrincipalDep, store: StoreDep, response
     except JobNotFound:
         raise ProblemError(P.JOB_NOT_FOUND, f"no job {job_id}") from None
     if changed:
+        created = store.r.hget(store.key(job_id), "created_at")
+        metrics.observe_job_finished("CANCELLED", time.time() - float(created) if created else None)
         log.info("api.job_cancelled", job_id=job_id, token_id=principal.token_id)
     response.status_code = 202 if changed else 200
     return CancelOut(job_id=job_id, cancelled=changed, status=status)

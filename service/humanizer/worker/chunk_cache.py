@@ -1,0 +1,42 @@
+"""Reuse of rewritten chunks: identical chunk + identical request options → the stored rewrite.
+
+The key hashes everything that changes the output (provider, model, style or custom prompt,
+temperature, the chunk's masked text and its context), so a resubmitted document or a replay after
+a failure only calls the provider for chunks it has not rewritten before. Stored by hash: a cache
+key reveals nothing about the text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+
+def cache_key(prefix: str, meta: Mapping[str, str], chunk: Mapping[str, Any]) -> str:
+    material = json.dumps(
+        [
+            meta.get("provider", ""),
+            meta.get("model", ""),
+            meta.get("style", ""),
+            meta.get("custom_prompt", ""),
+            meta.get("temperature", ""),
+            chunk.get("text", ""),
+            chunk.get("context_before") or "",
+            chunk.get("context_after") or "",
+        ],
+        ensure_ascii=False,
+    )
+    return f"{prefix}:cache:{hashlib.sha256(material.encode('utf-8')).hexdigest()}"
+
+
+def get(client: redis.Redis, key: str) -> str | None:
+    return client.get(key)  # type: ignore[return-value]
+
+
+def put(client: redis.Redis, key: str, text: str, ttl: int) -> None:
+    if ttl > 0:
+        client.set(key, text, ex=ttl)
