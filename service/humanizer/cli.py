@@ -128,6 +128,7 @@ def run(
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="write the result here")] = None,
     verify: Annotated[bool, typer.Option(help="run the verification step")] = True,
     chunk_tokens: Annotated[int | None, typer.Option(help="token budget per chunk")] = None,
+    priority: Annotated[str, typer.Option(help="high, normal or low")] = "normal",
     local: Annotated[
         int, typer.Option(help="start an embedded Redis and this many local workers for the run (0: use REDIS_*)")
     ] = 0,
@@ -142,7 +143,7 @@ def run(
     try:
         req = JobRequest(
             text=text, style=style, custom_prompt=prompt, provider=provider, model=model,
-            chunk_max_tokens=chunk_tokens, verify=verify,
+            chunk_max_tokens=chunk_tokens, verify=verify, priority=priority,  # type: ignore[arg-type]
         )
     except ValueError as exc:
         raise fail(str(exc).splitlines()[0], 2) from None
@@ -205,7 +206,9 @@ def demo(
 def worker(
     concurrency: Annotated[int | None, typer.Option(help="threads/processes (CELERY_WORKER_CONCURRENCY)")] = None,
     pool: Annotated[str | None, typer.Option(help="threads, prefork or solo (CELERY_WORKER_POOL)")] = None,
-    queues: Annotated[str, typer.Option(help="comma-separated queues to consume")] = "humanize,control",
+    queues: Annotated[
+        str, typer.Option(help="comma-separated queues, served in this order (control first: merges never wait)")
+    ] = "control,humanize",
     hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
     loglevel: Annotated[str | None, typer.Option()] = None,
 ) -> None:

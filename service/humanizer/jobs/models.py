@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -39,6 +39,7 @@ class JobRequest(BaseModel):
     passthrough_structures: bool = True
     context_chars: int = Field(0, ge=0, le=2000)
     verify: bool = True
+    priority: Literal["high", "normal", "low"] = "normal"
     token_budget: int | None = Field(None, ge=1, description="stop the job once it used this many tokens")
     max_cost_usd: float | None = Field(None, gt=0, description="stop the job once it cost this much")
     job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")

@@ -50,7 +50,7 @@ def reconcile_once(store: JobStore, stall_seconds: float) -> list[Action]:
         store.touch(job_id)
         round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))  # type: ignore[arg-type]
         if store.result(job_id) is not None:
-            app.signature("humanizer.verify", args=(job_id,), queue=CONTROL_QUEUE).apply_async(
+            app.signature("humanizer.verify", args=(job_id,), queue=CONTROL_QUEUE, priority=0).apply_async(
                 task_id=f"{job_id}:verify:r{round_}"
             )
             actions.append(Action(job_id, "verify"))
@@ -58,7 +58,7 @@ def reconcile_once(store: JobStore, stall_seconds: float) -> list[Action]:
         total = int(meta["total"])
         have = store.output_indices(job_id) | set(store.failures(job_id))
         missing = [i for i in range(total) if i not in have]
-        dispatch(job_id, missing, round_)
+        dispatch(job_id, missing, round_, priority=store.meta(job_id).get("priority", "normal"))
         actions.append(Action(job_id, "redrive" if missing else "merge", len(missing)))
         store.incr(job_id, "redrives")
     for a in actions:

@@ -16,7 +16,7 @@ def redrive(store: JobStore, job_id: str) -> list[int]:
     if meta["status"] in ("SUCCESS", "FAILURE", "CANCELLED"):
         store.reopen(job_id, phase="rewriting")
     round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))  # type: ignore[arg-type]
-    dispatch(job_id, missing, round_)
+    dispatch(job_id, missing, round_, priority=store.meta(job_id).get("priority", "normal"))
     return missing
 
 

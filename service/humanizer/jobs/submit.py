@@ -98,13 +98,14 @@ def submit_job(req: JobRequest, settings: Settings | None = None) -> SubmittedJo
         "temperature": req.temperature if req.temperature is not None else "",
         "max_tokens": req.max_tokens or "",
         "verify": req.verify,
+        "priority": req.priority,
         "token_budget": req.token_budget or "",
         "max_cost_usd": req.max_cost_usd or "",
     }
     ready = {c.index: c.text for c in chunks if c.kind != "prose"}
     model_indices = [c.index for c in chunks if c.kind == "prose"]
     store.create(job_id, meta, {c.index: chunk_to_dict(c) for c in chunks}, ready)
-    task_ids = dispatch(job_id, model_indices)
+    task_ids = dispatch(job_id, model_indices, priority=req.priority)
     eta = time.time() + estimate_seconds(store, len(model_indices), s)
     log.info("job.submitted", job_id=job_id, chunks=len(chunks), model_chunks=len(model_indices),
              provider=provider, style=meta["style"])

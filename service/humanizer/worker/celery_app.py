@@ -42,7 +42,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "result_extended": False,
         "broker_transport_options": {
             "visibility_timeout": settings.celery_visibility_timeout,
+            # serve queues in the order the worker lists them (control first), and within each
+            # priority step high before normal before low
             "queue_order_strategy": "priority",
+            "priority_steps": [0, 3, 6, 9],
         },
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
         "broker_connection_retry_on_startup": True,
@@ -52,6 +55,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_send_sent_event": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_default_queue": CHUNK_QUEUE,
+        "task_default_priority": 3,
         "task_routes": {
             "humanizer.humanize_chunk": {"queue": CHUNK_QUEUE},
             "humanizer.merge": {"queue": CONTROL_QUEUE},

@@ -254,7 +254,7 @@ def merge(self: Task, job_id: str) -> dict[str, Any]:
     if outcome == "merged":
         if store.meta(job_id).get("verify") in ("1", "True", "true"):
             store.set_fields(job_id, phase="verifying")
-            verify.apply_async(args=(job_id,), task_id=f"{job_id}:verify:{self.request.id}")
+            verify.apply_async(args=(job_id,), task_id=f"{job_id}:verify:{self.request.id}", priority=0)
         else:
             store.set_status(job_id, JobStatus.SUCCESS, phase="done")
     return {"job_id": job_id, "outcome": outcome}
