@@ -1,0 +1,228 @@
+{{/* Names ------------------------------------------------------------------------------------- */}}
+
+{{- define "humanizer.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "humanizer.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "<fullname>-<component>": include "humanizer.componentName" (dict "ctx" . "component" "api") */}}
+{{- define "humanizer.componentName" -}}
+{{- printf "%s-%s" (include "humanizer.fullname" .ctx) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "humanizer.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels: (dict "ctx" . "component" "api"). Selectors use name + instance + component only. ---- */}}
+
+{{- define "humanizer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "humanizer.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}
+
+{{- define "humanizer.labels" -}}
+helm.sh/chart: {{ include "humanizer.chart" .ctx }}
+{{ include "humanizer.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: humanizer
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Images ------------------------------------------------------------------------------------ */}}
+
+{{- define "humanizer.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
+
+{{- define "humanizer.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ if kindIs "map" . }}{{ .name }}{{ else }}{{ . }}{{ end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Secrets and their keys --------------------------------------------------------------------- */}}
+
+{{- define "humanizer.redis.secretName" -}}
+{{- if .Values.redis.enabled }}
+{{- default (include "humanizer.componentName" (dict "ctx" . "component" "redis")) .Values.redis.auth.existingSecret }}
+{{- else }}
+{{- default (include "humanizer.componentName" (dict "ctx" . "component" "external-redis")) .Values.externalRedis.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "humanizer.redis.secretKey" -}}
+{{- if .Values.redis.enabled }}
+{{- if .Values.redis.auth.existingSecret }}{{ .Values.redis.auth.existingSecretKey }}{{ else }}redis-password{{ end }}
+{{- else }}
+{{- if .Values.externalRedis.existingSecret }}{{ .Values.externalRedis.existingSecretKey }}{{ else }}redis-url{{ end }}
+{{- end }}
+{{- end }}
+
+{{- define "humanizer.redis.host" -}}
+{{- include "humanizer.componentName" (dict "ctx" . "component" "redis") }}
+{{- end }}
+
+{{- define "humanizer.provider.hasKey" -}}
+{{- if or .Values.provider.openai.apiKey .Values.provider.openai.existingSecret }}true{{ end }}
+{{- end }}
+
+{{- define "humanizer.provider.secretName" -}}
+{{- default (include "humanizer.componentName" (dict "ctx" . "component" "provider")) .Values.provider.openai.existingSecret }}
+{{- end }}
+
+{{- define "humanizer.provider.secretKey" -}}
+{{- if .Values.provider.openai.existingSecret }}{{ .Values.provider.openai.existingSecretKey }}{{ else }}openai-api-key{{ end }}
+{{- end }}
+
+{{- define "humanizer.api.tokensSecretName" -}}
+{{- default (include "humanizer.componentName" (dict "ctx" . "component" "api-tokens")) .Values.api.auth.existingSecret }}
+{{- end }}
+
+{{- define "humanizer.api.tokensSecretKey" -}}
+{{- if .Values.api.auth.existingSecret }}{{ .Values.api.auth.existingSecretKey }}{{ else }}tokens{{ end }}
+{{- end }}
+
+{{- define "humanizer.worker.deploymentName" -}}
+{{- include "humanizer.componentName" (dict "ctx" . "component" "worker") }}
+{{- end }}
+
+{{- define "humanizer.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "humanizer.componentName" (dict "ctx" . "component" "operator")) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Namespaces the operator watches (without clusterWide): the release namespace + extra ones. */}}
+{{- define "humanizer.operator.namespaces" -}}
+{{- $all := list .Release.Namespace }}
+{{- range .Values.operator.watch.namespaces }}{{ $all = append $all . }}{{ end }}
+{{- $all | uniq | join "," }}
+{{- end }}
+
+{{/* The workers' termination grace: explicit, or the Celery hard time limit + 30 s. */}}
+{{- define "humanizer.worker.terminationGrace" -}}
+{{- if kindIs "invalid" .Values.worker.terminationGracePeriodSeconds }}
+{{- add (int .Values.config.celery.taskTimeLimit) 30 }}
+{{- else }}
+{{- int .Values.worker.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-level pieces ---------------------------------------------------------------------------- */}}
+
+{{/* Environment shared by API, workers and operator: ConfigMap + Redis + provider key. */}}
+{{- define "humanizer.envFrom" -}}
+envFrom:
+  - configMapRef:
+      name: {{ include "humanizer.componentName" (dict "ctx" . "component" "config") }}
+{{- end }}
+
+{{- define "humanizer.env" -}}
+- name: HOME
+  value: /tmp
+{{- if .Values.redis.enabled }}
+- name: REDIS_HOST
+  value: {{ include "humanizer.redis.host" . }}
+- name: REDIS_PORT
+  value: "6379"
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "humanizer.redis.secretName" . }}
+      key: {{ include "humanizer.redis.secretKey" . }}
+{{- else }}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "humanizer.redis.secretName" . }}
+      key: {{ include "humanizer.redis.secretKey" . }}
+{{- end }}
+{{- if include "humanizer.provider.hasKey" . }}
+- name: OPENAI_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "humanizer.provider.secretName" . }}
+      key: {{ include "humanizer.provider.secretKey" . }}
+{{- end }}
+{{- end }}
+
+{{/* A map of extra variables as an env list. */}}
+{{- define "humanizer.extraEnv" -}}
+{{- range $k, $v := . }}
+- name: {{ $k }}
+  value: {{ $v | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "humanizer.podSecurityContext" -}}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end }}
+
+{{- define "humanizer.containerSecurityContext" -}}
+securityContext:
+  {{- toYaml .Values.containerSecurityContext | nindent 2 }}
+{{- end }}
+
+{{/* Checksum of the settings, so pods roll when they change. */}}
+{{- define "humanizer.configChecksum" -}}
+checksum/config: {{ include (print .Template.BasePath "/config/configmap.yaml") . | sha256sum }}
+{{- end }}
+
+{{- define "humanizer.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Cross-value checks the schema cannot express. */}}
+{{- define "humanizer.validate" -}}
+{{- if and .Values.worker.enabled (not (kindIs "invalid" .Values.worker.terminationGracePeriodSeconds)) }}
+{{- if lt (int .Values.worker.terminationGracePeriodSeconds) (int .Values.config.celery.taskTimeLimit) }}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be at least config.celery.taskTimeLimit (%v), or SIGKILL cuts running chunks short" .Values.worker.terminationGracePeriodSeconds .Values.config.celery.taskTimeLimit) }}
+{{- end }}
+{{- end }}
+{{- $vt := float64 .Values.config.celery.visibilityTimeout }}
+{{- if or (le $vt (float64 .Values.config.celery.taskTimeLimit)) (le $vt (float64 .Values.config.celery.taskRetryMaxDelay)) }}
+{{- fail "config.celery.visibilityTimeout must exceed taskTimeLimit and taskRetryMaxDelay, or Redis redelivers running tasks" }}
+{{- end }}
+{{- if ge (float64 .Values.config.celery.taskSoftTimeLimit) (float64 .Values.config.celery.taskTimeLimit) }}
+{{- fail "config.celery.taskSoftTimeLimit must be below config.celery.taskTimeLimit" }}
+{{- end }}
+{{- if and .Values.operator.enabled .Values.operator.autoscaler.enabled (gt (int .Values.operator.autoscaler.minReplicas) (int .Values.operator.autoscaler.maxReplicas)) }}
+{{- fail "operator.autoscaler.minReplicas must not exceed operator.autoscaler.maxReplicas" }}
+{{- end }}
+{{- end }}
