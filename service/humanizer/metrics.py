@@ -123,7 +123,7 @@ PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
 
 _LABEL_RE = re.compile(r"^[a-z0-9_]{1,40}$")
 CHUNK_OUTCOMES = frozenset(
-    {"stored", "duplicate", "skipped", "dead_lettered", "job_missing", "kept_original", "retry"}
+    {"stored", "duplicate", "cached", "skipped", "dead_lettered", "job_missing", "kept_original", "retry", "error"}
 )
 
 
