@@ -1,0 +1,171 @@
+"""HumanizeJob create / resume / delete.
+
+Submission is idempotent: the job id is derived from the object's UID (``hj-<uid>``), and a job that
+already exists in the store (the operator died after submitting, before recording it) counts as
+submitted. If the operator dies between writing the job and sending its chord, the workers'
+reconciler re-drives it from Redis (``HUMANIZER_STALL_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from humanizer.jobs.models import JobRequest
+from humanizer.jobs.store import JobExists, JobNotFound
+from humanizer.jobs.submit import SubmissionError, submit_job
+from humanizer.metrics import count_job_submitted
+from humanizer.redis_client import RedisUnavailable
+from humanizer_operator import k8s, service
+from humanizer_operator.settings import get_operator_settings
+from humanizer_operator.status import TERMINAL_PHASES, failed_status
+
+GVR = (k8s.GROUP, k8s.VERSION, k8s.PLURAL)
+
+
+class InputMissing(Exception):
+    """The ConfigMap (or key) named by spec.input.configMapRef does not exist (yet)."""
+
+
+def job_id_for(uid: str) -> str:
+    """The Humanizer job id of a HumanizeJob: stable across operator restarts."""
+    return f"hj-{uid}"
+
+
+def read_input(spec: Any, namespace: str) -> str:
+    source = spec.get("input", {})
+    if source.get("text") is not None:
+        return str(source["text"])
+    ref = source.get("configMapRef") or {}
+    text = k8s.read_configmap_key(namespace, ref.get("name", ""), ref.get("key", ""))
+    if text is None:
+        raise InputMissing(f"ConfigMap {ref.get('name')!r} has no key {ref.get('key')!r} (or does not exist)")
+    return text
+
+
+def build_request(spec: Any, text: str, job_id: str) -> JobRequest:
+    """spec → JobRequest (the same model the HTTP API validates)."""
+    model = spec.get("model") or {}
+    chunking = spec.get("chunking") or {}
+    limits = spec.get("limits") or {}
+    return JobRequest(
+        text=text,
+        style=spec.get("style"),
+        custom_prompt=spec.get("customPrompt"),
+        provider=model.get("provider"),
+        model=model.get("name"),
+        temperature=model.get("temperature"),
+        max_tokens=model.get("maxTokens"),
+        chunk_max_tokens=chunking.get("maxTokens"),
+        context_chars=chunking.get("contextChars", 0),
+        passthrough_structures=chunking.get("passthroughStructures", True),
+        verify=(spec.get("verification") or {}).get("enabled", True),
+        priority=spec.get("priority", "normal"),
+        token_budget=limits.get("tokenBudget"),
+        max_cost_usd=limits.get("maxCostUSD"),
+        job_id=job_id,
+    )
+
+
+def style_of(spec: Any) -> str:
+    return "custom" if spec.get("customPrompt") else str(spec.get("style") or service.settings().style)
+
+
+def submit(body: Any, spec: Any, status: Any, patch: kopf.Patch, logger: Any) -> None:
+    """Start the job unless it is suspended; record the job id. Safe to call again (idempotent)."""
+    meta = body["metadata"]
+    namespace, uid, generation = meta["namespace"], meta["uid"], meta.get("generation")
+    conditions = status.get("conditions")
+    if spec.get("suspend"):
+        patch.status["phase"] = "Pending"
+        patch.status["style"] = style_of(spec)
+        patch.status["conditions"] = k8s.set_condition(
+            conditions, "Suspended", True, "JobSuspended", "spec.suspend is true: the job waits", generation
+        )
+        patch.status["observedGeneration"] = generation
+        return
+    job_id = job_id_for(uid)
+    try:
+        request = build_request(spec, read_input(spec, namespace), job_id)
+        submitted = submit_job(request, service.settings())
+        total, message = submitted.total_chunks, f"submitted as job {job_id}: {submitted.total_chunks} chunks"
+        count_job_submitted("operator")
+    except JobExists:
+        total = _known_total(job_id)
+        message = f"job {job_id} was already submitted (operator restart)"
+    except InputMissing as exc:
+        patch.status["phase"] = "Pending"
+        patch.status["conditions"] = k8s.set_condition(
+            conditions, "Submitted", False, "InputNotFound", str(exc), generation
+        )
+        raise kopf.TemporaryError(str(exc), delay=10) from None
+    except RedisUnavailable as exc:
+        raise kopf.TemporaryError(f"cannot submit yet: {exc}", delay=5) from None
+    except (SubmissionError, ValidationError) as exc:
+        reason = _one_line(exc)
+        patch.status.update(failed_status(conditions, "InvalidSpec", reason, generation))
+        patch.status["style"] = style_of(spec)
+        kopf.event(body, type="Warning", reason="InvalidSpec", message=reason)
+        logger.warning("HumanizeJob rejected: %s", reason)
+        return
+    now = k8s.rfc3339()
+    patch.status.update(
+        phase="Running", jobId=job_id, style=style_of(spec), startTime=status.get("startTime") or now,
+        progress={"done": 0, "failed": 0, "total": total, "summary": f"0/{total}"},
+        observedGeneration=generation,
+    )
+    cond = k8s.set_condition(conditions, "Submitted", True, "JobSubmitted", message, generation, now)
+    patch.status["conditions"] = k8s.set_condition(cond, "Suspended", False, "JobResumed", "", generation, now)
+    kopf.event(body, type="Normal", reason="Started", message=message)
+    logger.info("HumanizeJob %s", message)
+
+
+def _known_total(job_id: str) -> int:
+    try:
+        return int(service.store().meta(job_id).get("total", 0))
+    except JobNotFound:
+        return 0
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors())
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+@kopf.on.create(*GVR)
+def humanizejob_create(body: Any, spec: Any, status: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
+    submit(body, spec, status, patch, logger)
+
+
+@kopf.on.resume(*GVR)
+def humanizejob_resume(body: Any, spec: Any, status: Any, patch: kopf.Patch, logger: Any, **_: Any) -> None:
+    """After an operator restart: submit what was never submitted (the create handler may have died)."""
+    if status.get("phase") in TERMINAL_PHASES or status.get("jobId"):
+        return
+    submit(body, spec, status, patch, logger)
+
+
+@kopf.on.delete(*GVR, retries=12, backoff=5)
+def humanizejob_delete(body: Any, status: Any, logger: Any, **_: Any) -> None:
+    """Cancel the job's remaining chunks and wait (bounded) until its running chunks ended."""
+    job_id = status.get("jobId") or job_id_for(body["metadata"]["uid"])
+    try:
+        cancelled = service.orchestration().cancel_job(job_id)
+    except JobNotFound:
+        return  # never submitted, or expired from Redis
+    except RedisUnavailable as exc:
+        raise kopf.TemporaryError(f"cannot cancel job {job_id} yet: {exc}", delay=5) from None
+    if cancelled:
+        logger.info("HumanizeJob deleted: cancelled job %s", job_id)
+    client = service.fast_redis(service.settings().redis_dsn)
+    deadline = time.monotonic() + get_operator_settings().delete_drain_seconds
+    running = service.job_tasks_running(client, job_id)
+    while running and time.monotonic() < deadline:
+        time.sleep(0.25)
+        running = service.job_tasks_running(client, job_id)
+    if running:
+        logger.warning("job %s: %d chunk task(s) still held by workers after the drain wait", job_id, running)

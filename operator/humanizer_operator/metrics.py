@@ -1,0 +1,39 @@
+"""The autoscaler's Prometheus metrics.
+
+They live here, in a registry of their own, not in ``humanizer.metrics``: that module's conventions
+test requires every metric in the default registry to be listed in its ``ALL_METRICS``, and the
+operator is the only process that sets these. Names follow the same conventions (``humanizer_``
+prefix, ``_total`` on counters, a low-cardinality ``reason`` label).
+"""
+
+from __future__ import annotations
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from humanizer_operator.autoscaler import REASONS
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+DESIRED_REPLICAS = Gauge(
+    "humanizer_autoscaler_desired_replicas", "Worker replicas the autoscaler wants", registry=REGISTRY
+)
+CURRENT_REPLICAS = Gauge(
+    "humanizer_autoscaler_current_replicas", "Worker replicas the Deployment asks for now", registry=REGISTRY
+)
+DECISIONS = Counter(
+    "humanizer_autoscaler_decisions_total", "Autoscaler decisions, by reason", ["reason"], registry=REGISTRY
+)
+QUEUED = Gauge("humanizer_autoscaler_queued_tasks", "Tasks waiting in the worker queues", registry=REGISTRY)
+IN_FLIGHT = Gauge(
+    "humanizer_autoscaler_in_flight_tasks", "Tasks delivered to workers and not yet acknowledged", registry=REGISTRY
+)
+
+for _reason in REASONS:
+    DECISIONS.labels(_reason)
+
+
+def start_metrics_server(port: int, addr: str = "0.0.0.0") -> None:
+    """Serve /metrics (this registry) on ``port``; 0 disables."""
+    if port:
+        prometheus_client.start_http_server(port, addr=addr, registry=REGISTRY)

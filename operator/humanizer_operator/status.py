@@ -1,0 +1,51 @@
+"""HumanizeJob status: phases, and the status computed from a job's view in the store (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from humanizer.jobs.models import JobStatus, JobView
+from humanizer_operator import k8s
+
+PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = "Pending", "Running", "Succeeded", "Failed", "Cancelled"
+TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+
+def failed_status(
+    conditions: Sequence[Mapping[str, Any]] | None, reason: str, message: str, generation: int | None
+) -> dict[str, Any]:
+    now = k8s.rfc3339()
+    return {
+        "phase": FAILED,
+        "message": message,
+        "completionTime": now,
+        "conditions": k8s.set_condition(conditions, "Failed", True, reason, message, generation, now),
+        "observedGeneration": generation,
+    }
+
+
+def mirrored(view: JobView) -> dict[str, Any]:
+    """The status fields that follow the job record (counts, tokens), whatever the phase."""
+    p = view.progress
+    return {
+        "progress": {"done": p.completed, "failed": p.failed, "total": p.total, "summary": f"{p.completed}/{p.total}"},
+        "tokens": {"input": view.tokens_in, "output": view.tokens_out},
+        "retries": view.retries,
+        "deadLetters": view.dead_letters,
+    }
+
+
+def phase_of(status: JobStatus) -> str:
+    if status == JobStatus.SUCCESS:
+        return SUCCEEDED
+    if status == JobStatus.FAILURE:
+        return FAILED
+    if status == JobStatus.CANCELLED:
+        return CANCELLED
+    return RUNNING
+
+
+def changed(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``wanted`` that differ from ``current`` (what a status patch must carry)."""
+    return {k: v for k, v in wanted.items() if current.get(k) != v}
