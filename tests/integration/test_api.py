@@ -212,11 +212,15 @@ def test_422_problems(client: httpx2.Client) -> None:
     assert_problem(client.post("/v1/jobs", json={"text": secret, "style": "pirate"}), 422, "submission-rejected")
     assert_problem(client.post("/v1/jobs", json={"chunks": ["x"] * 51}), 422, "too-many-chunks")
     assert_problem(client.post("/v1/jobs", json={"text": "   "}), 422, "submission-rejected")
+    assert_problem(client.post("/v1/jobs", json={"chunks": ["", "x"]}), 422, "submission-rejected")  # fuzz find
     invalid = client.post("/v1/jobs", json={"text": "ok", "temperature": 9})
     assert assert_problem(invalid, 422, "validation-error")["errors"][0]["loc"] == ["body", "temperature"]
     assert_problem(client.post("/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"}),
                    422, "validation-error")
     assert_problem(client.get("/v1/jobs", params={"limit": 0}), 422, "validation-error")
+    surrogate = client.post("/v1/jobs", content=b'{"text": "bad \\udbcd text"}',
+                            headers={"Content-Type": "application/json"})
+    assert "unpaired surrogate" in assert_problem(surrogate, 422, "validation-error")["detail"]
     bad_key = client.post("/v1/jobs", json={"text": "ok"}, headers={"Idempotency-Key": "has space"})
     assert_problem(bad_key, 422, "validation-error")
 

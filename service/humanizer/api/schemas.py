@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from humanizer.jobs.models import JobRequest, JobStatus
 
@@ -31,8 +31,26 @@ class JobCreate(BaseModel):
     job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
                                description="choose the job id (optional)")
 
+    @model_validator(mode="after")
+    def _valid_unicode(self) -> JobCreate:
+        """Refuse unpaired surrogates (valid in JSON escapes, not encodable as UTF-8 for Redis)."""
+        for name in ("text", "style", "custom_prompt", "provider", "model"):
+            _check_utf8(getattr(self, name), name)
+        for i, chunk in enumerate(self.chunks or []):
+            _check_utf8(chunk, f"chunks[{i}]")
+        return self
+
     def to_request(self) -> JobRequest:
         return JobRequest(**self.model_dump())
+
+
+def _check_utf8(value: str | None, name: str) -> None:
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} contains invalid Unicode (an unpaired surrogate at position {exc.start})") from None
 
 
 class JobAccepted(BaseModel):

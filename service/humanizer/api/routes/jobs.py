@@ -146,11 +146,15 @@ def create_job(
         active.release(principal.token_id, reservation)
         if idempotency_key is not None:
             idem.forget(principal.token_id, idempotency_key)
+        if isinstance(exc, JobExists):
+            raise ProblemError(P.JOB_EXISTS, f"job {request.job_id} already exists") from None
         if isinstance(exc, SubmissionError):
             kind = P.TOO_MANY_CHUNKS if "chunks; the limit" in str(exc) else P.SUBMISSION_REJECTED
             raise ProblemError(kind, str(exc)) from None
-        if isinstance(exc, JobExists):
-            raise ProblemError(P.JOB_EXISTS, f"job {request.job_id} already exists") from None
+        if isinstance(exc, ValueError) and not isinstance(exc, UnicodeError):
+            # input the shared path refused with a plain ValueError (e.g. an empty pre-split chunk)
+            log.warning("api.submission_value_error", error_type=type(exc).__name__)
+            raise ProblemError(P.SUBMISSION_REJECTED, str(exc).splitlines()[0][:300]) from None
         raise
     active.commit(principal.token_id, reservation, job.job_id)
     metrics.count_job_submitted("api")
