@@ -28,8 +28,10 @@ def configure(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     configure_logging(hz.log_level, hz.log_format)
     # kopf's handler progress and last-handled spec live in annotations: .status is ours alone
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    # spec.input is immutable and may be ~1 MB of text: kept out of the diff base (annotations are
+    # limited to 256 KiB in total)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration", ignored_fields=["spec.input"]
     )
     settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/operator"
     # handlers post their Events explicitly (kopf.event); of the log, only errors become Events

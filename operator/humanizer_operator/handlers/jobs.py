@@ -118,7 +118,9 @@ def submit(body: Any, spec: Any, status: Any, patch: kopf.Patch, logger: Any) ->
         observedGeneration=generation,
     )
     cond = k8s.set_condition(conditions, "Submitted", True, "JobSubmitted", message, generation, now)
-    patch.status["conditions"] = k8s.set_condition(cond, "Suspended", False, "JobResumed", "", generation, now)
+    if k8s.get_condition(cond, "Suspended") is not None:
+        cond = k8s.set_condition(cond, "Suspended", False, "JobResumed", "spec.suspend is false", generation, now)
+    patch.status["conditions"] = cond
     kopf.event(body, type="Normal", reason="Started", message=message)
     logger.info("HumanizeJob %s", message)
 
