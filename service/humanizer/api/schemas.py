@@ -26,6 +26,7 @@ class JobCreate(BaseModel):
     passthrough_structures: bool = Field(True, description="keep code blocks, tables and the like unchanged")
     context_chars: int = Field(0, ge=0, le=2000, description="characters of neighbouring text given as context")
     verify: bool = Field(True, description="check that the rewrite kept meaning and facts")
+    priority: Literal["high", "normal", "low"] = Field("normal", description="queue priority")
     token_budget: int | None = Field(None, ge=1, le=10**12, description="stop the job once it used this many tokens")
     max_cost_usd: float | None = Field(None, gt=0, le=1e6, description="stop the job once it cost this much (USD)")
     job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
