@@ -223,7 +223,7 @@ def test_dashboard_structure(path: Path) -> None:
     assert "datasource" in var_names
     for panel in board["panels"]:
         pos = panel["gridPos"]
-        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, panel["title"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
         if panel["type"] in ("row", "text"):
             continue
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]

@@ -1,0 +1,617 @@
+"""charts/humanizer: helm lint, helm template with defaults and toggles, security, labels, RBAC, schema.
+
+Marked ``cluster``: it needs the helm binary that the cluster tier builds (tools/k8s/build.sh); it runs
+through ``make chart-test`` (a prerequisite of ``make test-cluster``) and fails, never skips, without helm.
+Validation against the real API server (server-side dry-run of the rendered objects) belongs to
+tests/cluster; here objects are checked structurally and values against values.schema.json.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from humanizer.api.settings import ApiSettings
+from humanizer.config import Settings
+from humanizer_operator.settings import OperatorSettings
+
+from .conftest import CHART, NAMESPACE, RELEASE, Helm, Objects, by_kind, one, pod_specs
+
+pytestmark = pytest.mark.cluster
+
+Render = Callable[..., Objects]
+FULL = f"{RELEASE}-humanizer"
+OUR_IMAGE = "humanizer:"
+
+TOGGLES: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "monitoring": {"monitoring": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True},
+                                  "prometheusRule": {"enabled": True}, "dashboards": {"enabled": True}}},
+    "external-redis": {"redis": {"enabled": False}, "externalRedis": {"url": "redis://:pw@redis.example:6379/0"}},
+    "external-redis-secret": {"redis": {"enabled": False}, "externalRedis": {"existingSecret": "my-redis"}},
+    "flower": {"flower": {"enabled": True}},
+    "no-networkpolicy": {"networkPolicy": {"enabled": False}},
+    "openai": {"provider": {"name": "openai", "openai": {"existingSecret": "openai", "model": "gpt-4.1-mini"}}},
+    "cluster-wide": {"operator": {"watch": {"clusterWide": True}, "peering": {"enabled": True}}},
+    "prefork-ingress": {"worker": {"pool": "prefork", "concurrency": 4},
+                        "api": {"ingress": {"enabled": True, "className": "nginx"}}},
+    "no-operator": {"operator": {"enabled": False}},
+    "no-persistence": {"redis": {"persistence": {"enabled": False}, "metrics": {"enabled": False}}},
+}
+APP_LABELS = ("name", "instance", "version", "component", "managed-by", "part-of")
+
+
+def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+# ---- lint and kinds ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("toggle", ["defaults", "monitoring", "external-redis", "flower", "cluster-wide"])
+def test_helm_lint(helm: Helm, toggle: str) -> None:
+    args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE]
+    for key, value in _flat(TOGGLES[toggle]).items():
+        args += ["--set-json", f"{key}={json.dumps(value)}"]
+    res = helm(*args)
+    assert "0 chart(s) failed" in res.stdout
+
+
+def _flat(values: dict[str, Any]) -> dict[str, Any]:
+    from .conftest import flatten
+
+    return flatten(values)
+
+
+def test_default_kinds(render: Render) -> None:
+    kinds = sorted(o["kind"] for o in render())
+    assert kinds == sorted([
+        "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition",
+        "Deployment", "Deployment", "Deployment", "NetworkPolicy", "NetworkPolicy", "NetworkPolicy",
+        "NetworkPolicy", "PodDisruptionBudget", "PodDisruptionBudget", "Role", "RoleBinding", "RoleBinding",
+        "Secret", "Secret", "Service", "Service", "Service", "ServiceAccount", "StatefulSet",
+    ])
+    names = {(o["kind"], o["metadata"]["name"]) for o in render()}
+    assert {("Deployment", f"{FULL}-api"), ("Deployment", f"{FULL}-worker"), ("Deployment", f"{FULL}-operator"),
+            ("StatefulSet", f"{FULL}-redis"), ("Service", f"{FULL}-redis-headless"),
+            ("Secret", f"{FULL}-redis"), ("Secret", f"{FULL}-api-tokens")} <= names
+
+
+def test_objects_are_namespaced_in_the_release_namespace(render: Render) -> None:
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+    for o in render(TOGGLES["monitoring"]):
+        if o["kind"] in cluster_scoped:
+            assert "namespace" not in o["metadata"], o["metadata"]["name"]
+        else:
+            assert o["metadata"]["namespace"] == NAMESPACE, f"{o['kind']}/{o['metadata']['name']}"
+
+
+# ---- Pod Security "restricted" ----------------------------------------------------------------------------
+@pytest.mark.parametrize("toggle", list(TOGGLES))
+def test_every_pod_is_restricted(render: Render, toggle: str) -> None:
+    specs = list(pod_specs(render(TOGGLES[toggle])))
+    assert specs
+    for where, spec in specs:
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True, where
+        assert psc["seccompProfile"]["type"] == "RuntimeDefault", where
+        expected_uid = 999 if where.startswith("StatefulSet/") else 10001
+        assert psc["runAsUser"] == expected_uid, where
+        assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC"), where
+        assert all("hostPath" not in v for v in spec.get("volumes", [])), where
+        tmp_volumes = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+        for c in containers(spec):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, f"{where}/{c['name']}"
+            assert sc["readOnlyRootFilesystem"] is True, f"{where}/{c['name']}"
+            assert sc["capabilities"]["drop"] == ["ALL"], f"{where}/{c['name']}"
+            assert not sc.get("capabilities", {}).get("add"), f"{where}/{c['name']}"
+            assert not sc.get("privileged"), f"{where}/{c['name']}"
+            assert sc.get("runAsNonRoot", True) is True
+            if c["name"] != "metrics":  # redis_exporter is a static binary that writes nothing
+                tmp = [m for m in c.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+                assert tmp and tmp[0]["name"] in tmp_volumes, f"{where}/{c['name']}: no emptyDir on /tmp"
+            assert c["image"].count(":") == 1 and not c["image"].endswith(":latest"), c["image"]
+
+
+def test_service_account_tokens_only_for_the_operator(render: Render) -> None:
+    for where, spec in pod_specs(render(TOGGLES["flower"])):
+        if "operator" in where:
+            assert spec["automountServiceAccountToken"] is True
+            assert spec["serviceAccountName"] == f"{FULL}-operator"
+        else:
+            assert spec["automountServiceAccountToken"] is False, where
+
+
+# ---- labels and selectors ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("toggle", ["defaults", "monitoring", "flower"])
+def test_labels_and_selectors(render: Render, toggle: str) -> None:
+    objects = render(TOGGLES[toggle])
+    pods: list[dict[str, str]] = []
+    for o in objects:
+        if o["kind"] == "CustomResourceDefinition":
+            continue
+        labels = o["metadata"]["labels"]
+        for key in APP_LABELS:
+            assert labels.get(f"app.kubernetes.io/{key}"), f"{o['kind']}/{o['metadata']['name']}: no {key} label"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/part-of"] == "humanizer"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        if o["kind"] in ("Deployment", "StatefulSet"):
+            selector = o["spec"]["selector"]["matchLabels"]
+            assert set(selector) == {"app.kubernetes.io/name", "app.kubernetes.io/instance",
+                                     "app.kubernetes.io/component"}, o["metadata"]["name"]
+            template_labels = o["spec"]["template"]["metadata"]["labels"]
+            assert selector.items() <= template_labels.items()
+            assert template_labels["app.kubernetes.io/component"] == labels["app.kubernetes.io/component"]
+            pods.append(template_labels)
+    for o in by_kind(objects, "Service") + by_kind(objects, "PodDisruptionBudget"):
+        selector = o["spec"]["selector"] if o["kind"] == "Service" else o["spec"]["selector"]["matchLabels"]
+        assert set(selector) == {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"}
+        assert sum(selector.items() <= p.items() for p in pods) == 1, f"{o['kind']}/{o['metadata']['name']}"
+
+
+def test_components(render: Render) -> None:
+    components = {o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+                  for o in render(TOGGLES["flower"]) if o["kind"] in ("Deployment", "StatefulSet")}
+    assert components == {"api", "worker", "operator", "redis", "flower"}
+
+
+# ---- images ----------------------------------------------------------------------------------------------
+def test_image_defaults_to_app_version(render: Render) -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    for where, spec in pod_specs(render()):
+        for c in spec["containers"]:
+            if c["name"] in ("api", "worker", "operator"):
+                assert c["image"] == f"humanizer:{app_version}", where
+                assert c["imagePullPolicy"] == "IfNotPresent"
+    objects = render({"image": {"repository": "ghcr.io/x/humanizer", "tag": "1.2.3"}, "imagePullSecrets": ["reg"]})
+    api = one(objects, "Deployment", f"{FULL}-api")["spec"]["template"]["spec"]
+    assert api["containers"][0]["image"] == "ghcr.io/x/humanizer:1.2.3"
+    assert api["imagePullSecrets"] == [{"name": "reg"}]
+
+
+# ---- settings ----------------------------------------------------------------------------------------------
+def settings_env_names() -> set[str]:
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        names.update(c for c in getattr(alias, "choices", []) if isinstance(c, str) and c.isupper())
+    names.update(f"HUMANIZER_API_{n.upper()}" for n in ApiSettings.model_fields)
+    return names
+
+
+def operator_env_names() -> set[str]:
+    return {c for field in OperatorSettings.model_fields.values()
+            for c in getattr(field.validation_alias, "choices", []) if isinstance(c, str) and c.isupper()}
+
+
+# Read by humanizer.metrics (os.environ), by Python/prometheus_client, or set for kopf/the operator.
+KNOWN_EXTRA_ENV = {"HOME", "POD_NAMESPACE", "PROMETHEUS_MULTIPROC_DIR", "MONITORING_PROMETHEUS_PORT"}
+
+
+@pytest.mark.parametrize("toggle", ["defaults", "openai", "external-redis", "prefork-ingress"])
+def test_env_names_are_settings(render: Render, toggle: str) -> None:
+    known = settings_env_names()
+    assert {"OPENAI_MODEL", "CELERY_WORKER_CONCURRENCY", "REDIS_HOST", "HUMANIZER_API_TOKENS_FILE"} <= known
+    objects = render(TOGGLES[toggle])
+    config = one(objects, "ConfigMap", f"{FULL}-config")["data"]
+    assert set(config) <= known, f"ConfigMap keys that no setting reads: {set(config) - known}"
+    for where, spec in pod_specs(objects):
+        for c in spec["containers"]:
+            if not c["image"].startswith(OUR_IMAGE):
+                continue
+            allowed = known | KNOWN_EXTRA_ENV | (operator_env_names() if "operator" in where else set())
+            names = set(env_of(c))
+            assert names <= allowed, f"{where}: unknown env {names - allowed}"
+            assert c["envFrom"] == [{"configMapRef": {"name": f"{FULL}-config"}}]
+
+
+def test_configmap_values(render: Render) -> None:
+    config = one(render(TOGGLES["openai"]), "ConfigMap", f"{FULL}-config")["data"]
+    assert config["HUMANIZER_PROVIDER"] == "openai"
+    assert config["OPENAI_MODEL"] == "gpt-4.1-mini"
+    assert config["CELERY_WORKER_CONCURRENCY"] == "8"
+    assert config["CELERY_WORKER_POOL"] == "threads"
+    assert config["CELERY_TASK_TIME_LIMIT"] == "300"
+    assert config["HUMANIZER_MAX_DOCUMENT_BYTES"] == "2000000"
+    assert "OPENAI_BASE_URL" not in config
+    # What the pods get validates as Settings.
+    Settings.model_validate(config)
+
+
+def test_provider_key_from_secret(render: Render) -> None:
+    objects = render({"provider": {"name": "openai", "openai": {"apiKey": "sk-test"}}})
+    secret = one(objects, "Secret", f"{FULL}-provider")
+    assert secret["data"]["openai-api-key"]
+    worker = one(objects, "Deployment", f"{FULL}-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(worker)["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{FULL}-provider", "key": "openai-api-key"}
+    objects = render(TOGGLES["openai"])
+    assert not [s for s in by_kind(objects, "Secret") if s["metadata"]["name"].endswith("-provider")]
+    worker = one(objects, "Deployment", f"{FULL}-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(worker)["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "openai"
+    # offline: no key at all
+    worker = one(render(), "Deployment", f"{FULL}-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert "OPENAI_API_KEY" not in env_of(worker)
+
+
+# ---- Redis -----------------------------------------------------------------------------------------------
+def test_redis_statefulset(render: Render) -> None:
+    sts = one(render(), "StatefulSet", f"{FULL}-redis")
+    assert sts["spec"]["serviceName"] == f"{FULL}-redis-headless"
+    spec = sts["spec"]["template"]["spec"]
+    redis = spec["containers"][0]
+    assert redis["image"].startswith("redis:")
+    args = redis["args"]
+    pairs = dict(zip(args[::2], args[1::2], strict=False))
+    assert pairs["--appendonly"] == "yes"
+    assert pairs["--appendfsync"] == "everysec"
+    assert pairs["--maxmemory-policy"] == "noeviction"
+    assert pairs["--dir"] == "/data"
+    assert pairs["--requirepass"] == "$(REDIS_PASSWORD)"
+    assert env_of(redis)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": f"{FULL}-redis",
+                                                                            "key": "redis-password"}
+    assert spec["securityContext"]["fsGroup"] == 999
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
+    headless = one(render(), "Service", f"{FULL}-redis-headless")
+    assert headless["spec"]["clusterIP"] == "None"
+    # Clients reach it by host/port and the password from the same Secret.
+    for name in ("api", "worker", "operator"):
+        c = one(render(), "Deployment", f"{FULL}-{name}")["spec"]["template"]["spec"]["containers"][0]
+        env = env_of(c)
+        assert env["REDIS_HOST"]["value"] == f"{FULL}-redis"
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"{FULL}-redis"
+        assert "REDIS_URL" not in env
+
+
+def test_redis_existing_secret(render: Render) -> None:
+    objects = render({"redis": {"auth": {"existingSecret": "mine", "existingSecretKey": "pw"}}})
+    assert not [s for s in by_kind(objects, "Secret") if s["metadata"]["name"] == f"{FULL}-redis"]
+    c = one(objects, "Deployment", f"{FULL}-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(c)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mine", "key": "pw"}
+
+
+@pytest.mark.parametrize(("toggle", "secret", "key"), [
+    ("external-redis", f"{FULL}-external-redis", "redis-url"),
+    ("external-redis-secret", "my-redis", "redis-url"),
+])
+def test_external_redis(render: Render, toggle: str, secret: str, key: str) -> None:
+    objects = render(TOGGLES[toggle])
+    assert not by_kind(objects, "StatefulSet")
+    assert all("redis" not in o["metadata"]["name"] or o["kind"] == "Secret" for o in objects
+               if o["kind"] in ("Service", "NetworkPolicy"))
+    for name in ("api", "worker", "operator"):
+        c = one(objects, "Deployment", f"{FULL}-{name}")["spec"]["template"]["spec"]["containers"][0]
+        env = env_of(c)
+        assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}
+        assert "REDIS_HOST" not in env and "REDIS_PASSWORD" not in env
+    created = {s["metadata"]["name"] for s in by_kind(objects, "Secret")}
+    assert (secret in created) == (toggle == "external-redis")
+
+
+# ---- API ------------------------------------------------------------------------------------------------
+def test_api_deployment(render: Render) -> None:
+    objects = render()
+    dep = one(objects, "Deployment", f"{FULL}-api")
+    spec = dep["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    assert c["command"] == ["humanizer", "api"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    env = env_of(c)
+    assert env["HUMANIZER_API_HOST"]["value"] == "0.0.0.0"
+    tokens_file = env["HUMANIZER_API_TOKENS_FILE"]["value"]
+    mount = next(m for m in c["volumeMounts"] if tokens_file.startswith(m["mountPath"] + "/"))
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == f"{FULL}-api-tokens"
+    assert volume["secret"]["items"] == [{"key": "tokens", "path": tokens_file.rsplit("/", 1)[1]}]
+    secret = one(objects, "Secret", f"{FULL}-api-tokens")
+    assert len(secret["data"]["tokens"]) > 40
+    svc = one(objects, "Service", f"{FULL}-api")
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert not by_kind(objects, "Ingress")
+
+
+def test_api_tokens_given_or_existing(render: Render) -> None:
+    objects = render({"api": {"auth": {"tokens": ["a" * 20, "b" * 20]}}})
+    import base64
+
+    data = one(objects, "Secret", f"{FULL}-api-tokens")["data"]["tokens"]
+    assert base64.b64decode(data).decode() == "a" * 20 + "\n" + "b" * 20
+    objects = render({"api": {"auth": {"existingSecret": "tok", "existingSecretKey": "list"}}})
+    assert not [s for s in by_kind(objects, "Secret") if "api-tokens" in s["metadata"]["name"]]
+    spec = one(objects, "Deployment", f"{FULL}-api")["spec"]["template"]["spec"]
+    volume = next(v for v in spec["volumes"] if "secret" in v)
+    assert volume["secret"]["secretName"] == "tok" and volume["secret"]["items"][0]["key"] == "list"
+
+
+def test_api_ingress(render: Render) -> None:
+    ingress = by_kind(render(TOGGLES["prefork-ingress"]), "Ingress")
+    assert len(ingress) == 1
+    spec = ingress[0]["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    backend = spec["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": f"{FULL}-api", "port": {"name": "http"}}
+
+
+# ---- workers -------------------------------------------------------------------------------------------
+def test_worker_deployment(render: Render) -> None:
+    dep = one(render(), "Deployment", f"{FULL}-worker")
+    spec = dep["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    assert c["command"] == ["humanizer", "worker"]
+    assert c["args"] == ["--queues=humanize,control"]
+    assert spec["terminationGracePeriodSeconds"] == 330
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9808}]
+    assert env_of(c)["MONITORING_PROMETHEUS_PORT"]["value"] == "9808"
+    assert "PROMETHEUS_MULTIPROC_DIR" not in env_of(c)
+    # The operator's autoscaler owns the replicas.
+    assert "replicas" not in dep["spec"]
+    dep = one(render(TOGGLES["no-operator"]), "Deployment", f"{FULL}-worker")
+    assert dep["spec"]["replicas"] == 2
+
+
+def test_worker_grace_follows_the_time_limit(render: Render, helm: Helm) -> None:
+    values = {"config": {"celery": {"taskTimeLimit": 600, "taskSoftTimeLimit": 540}}}
+    spec = one(render(values), "Deployment", f"{FULL}-worker")["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] == 630
+    spec = one(render({"worker": {"terminationGracePeriodSeconds": 900}}), "Deployment",
+               f"{FULL}-worker")["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] == 900
+    res = helm.template({"worker": {"terminationGracePeriodSeconds": 60}}, check=False)
+    assert res.returncode != 0 and "terminationGracePeriodSeconds" in res.stderr
+
+
+def test_worker_prefork_gets_a_multiprocess_dir(render: Render) -> None:
+    spec = one(render(TOGGLES["prefork-ingress"]), "Deployment", f"{FULL}-worker")["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    path = env_of(c)["PROMETHEUS_MULTIPROC_DIR"]["value"]
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == path)
+    assert next(v for v in spec["volumes"] if v["name"] == mount["name"])["emptyDir"] == {}
+
+
+# ---- operator -----------------------------------------------------------------------------------------
+def test_operator_deployment(render: Render) -> None:
+    c = one(render(), "Deployment", f"{FULL}-operator")["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"][:2] == ["kopf", "run"] or c["command"] == ["humanizer-operator"]
+    assert "--liveness=http://0.0.0.0:8080/healthz" in c["args"]
+    assert f"--namespace={NAMESPACE}" in c["args"] and "--standalone" in c["args"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    env = env_of(c)
+    assert env["HUMANIZER_WORKER_DEPLOYMENT"]["value"] == f"{FULL}-worker"
+    assert {k: env[k]["value"] for k in env if k.startswith("HUMANIZER_AUTOSCALE_")} == {
+        "HUMANIZER_AUTOSCALE_ENABLED": "true",
+        "HUMANIZER_AUTOSCALE_MIN_REPLICAS": "1",
+        "HUMANIZER_AUTOSCALE_MAX_REPLICAS": "10",
+        "HUMANIZER_AUTOSCALE_TARGET_PER_WORKER": "8",
+        "HUMANIZER_AUTOSCALE_SCALE_DOWN_STABILIZATION_SECONDS": "300",
+        "HUMANIZER_AUTOSCALE_SCALE_TO_ZERO": "false",
+        "HUMANIZER_AUTOSCALE_INTERVAL_SECONDS": "1",
+        "HUMANIZER_AUTOSCALE_QUEUES": "humanize,control",
+    }
+    c = one(render(TOGGLES["cluster-wide"]), "Deployment", f"{FULL}-operator")["spec"]["template"]["spec"][
+        "containers"][0]
+    assert "--all-namespaces" in c["args"] and "--peering=humanizer" in c["args"]
+    assert not [a for a in c["args"] if a.startswith("--namespace") or a == "--standalone"]
+
+
+def rules_of(objects: Objects) -> dict[str, list[dict[str, Any]]]:
+    return {f"{o['kind']}/{o['metadata']['name']}": o["rules"] for o in objects if o["kind"] in ("Role", "ClusterRole")}
+
+
+def grants(rules: list[dict[str, Any]], group: str, resource: str) -> set[str]:
+    return {v for r in rules if group in r["apiGroups"] and resource in r["resources"] for v in r["verbs"]}
+
+
+def test_operator_rbac_namespaced(render: Render) -> None:
+    objects = render({"operator": {"watch": {"namespaces": ["team-a"]}}})
+    rules = rules_of(objects)
+    jobs = rules[f"ClusterRole/{FULL}-operator-jobs"]
+    assert grants(jobs, "humanizer.dev", "humanizejobs") == {"get", "list", "watch", "patch", "update", "delete"}
+    assert grants(jobs, "humanizer.dev", "humanizejobs/status") == {"get", "patch", "update"}
+    assert grants(jobs, "", "configmaps") == {"get", "create", "update", "patch", "delete"}
+    assert "create" in grants(jobs, "", "events")
+    assert not grants(jobs, "kopf.dev", "kopfpeerings")
+    workers = rules[f"Role/{FULL}-operator-workers"]
+    scale = [r for r in workers if "deployments/scale" in r["resources"]]
+    assert scale[0]["resourceNames"] == [f"{FULL}-worker"] and set(scale[0]["verbs"]) == {"get", "patch", "update"}
+    assert grants(workers, "apps", "deployments") == {"get", "list", "watch", "patch"}
+    cluster = rules[f"ClusterRole/{FULL}-operator-cluster"]
+    assert grants(cluster, "apiextensions.k8s.io", "customresourcedefinitions") == {"list", "watch"}
+    assert not grants(cluster, "", "namespaces")
+    # Bound per watched namespace, never cluster-wide.
+    bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(objects, "RoleBinding")}
+    assert bindings == {(NAMESPACE, f"{FULL}-operator-jobs"), ("team-a", f"{FULL}-operator-jobs"),
+                        (NAMESPACE, f"{FULL}-operator-workers")}
+    assert [b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")] == [f"{FULL}-operator-cluster"]
+    for b in by_kind(objects, "RoleBinding") + by_kind(objects, "ClusterRoleBinding"):
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": f"{FULL}-operator", "namespace": NAMESPACE}]
+    # Nothing anywhere grants wildcards, secrets or pods.
+    for name, rs in rules.items():
+        for r in rs:
+            assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"], name
+            assert not {"secrets", "pods"} & set(r["resources"]), name
+
+
+def test_operator_rbac_cluster_wide(render: Render) -> None:
+    objects = render(TOGGLES["cluster-wide"])
+    rules = rules_of(objects)
+    cluster = rules[f"ClusterRole/{FULL}-operator-cluster"]
+    assert grants(cluster, "", "namespaces") == {"list", "watch"}
+    assert grants(cluster, "kopf.dev", "clusterkopfpeerings") == {"get", "list", "watch", "patch"}
+    bound = {b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")}
+    assert bound == {f"{FULL}-operator-jobs", f"{FULL}-operator-cluster"}
+    assert {b["roleRef"]["name"] for b in by_kind(objects, "RoleBinding")} == {f"{FULL}-operator-workers"}
+
+
+def test_operator_rbac_peering_namespaced(render: Render) -> None:
+    rules = rules_of(render({"operator": {"peering": {"enabled": True}}}))
+    assert grants(rules[f"ClusterRole/{FULL}-operator-jobs"], "kopf.dev", "kopfpeerings") == {
+        "get", "list", "watch", "patch"}
+
+
+def test_no_operator(render: Render) -> None:
+    objects = render(TOGGLES["no-operator"])
+    assert not [o for o in objects if "operator" in o["metadata"]["name"]]
+
+
+# ---- CRD ----------------------------------------------------------------------------------------------
+def test_crd_is_installed_from_crds_dir(render: Render, helm: Helm) -> None:
+    crd = one(render(), "CustomResourceDefinition", "humanizejobs.humanizer.dev")
+    assert crd["spec"]["group"] == "humanizer.dev"
+    assert crd["spec"]["names"]["kind"] == "HumanizeJob"
+    assert crd["spec"]["names"]["plural"] == "humanizejobs"
+    assert crd["spec"]["scope"] == "Namespaced"
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
+    assert version["served"] and version["storage"] and "status" in version["subresources"]
+    plain = [d for d in yaml.safe_load_all(helm.template().stdout) if d]
+    assert not by_kind(plain, "CustomResourceDefinition"), "the CRD comes from crds/, not templates/"
+
+
+# ---- disruption budgets and network policies ---------------------------------------------------------
+def test_pdbs(render: Render) -> None:
+    pdbs = {p["metadata"]["name"]: p["spec"] for p in by_kind(render(), "PodDisruptionBudget")}
+    assert set(pdbs) == {f"{FULL}-api", f"{FULL}-worker"}
+    assert all(p["maxUnavailable"] == 1 for p in pdbs.values())
+
+
+def test_network_policies(render: Render) -> None:
+    objects = render()
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(objects, "NetworkPolicy")}
+    assert set(policies) == {f"{FULL}-{c}" for c in ("redis", "api", "worker", "operator")}
+    redis = policies[f"{FULL}-redis"]
+    assert redis["policyTypes"] == ["Ingress"]
+    peer = redis["ingress"][0]["from"][0]["podSelector"]
+    assert peer["matchLabels"] == {"app.kubernetes.io/name": "humanizer", "app.kubernetes.io/instance": RELEASE}
+    assert peer["matchExpressions"] == [{"key": "app.kubernetes.io/component", "operator": "In",
+                                         "values": ["api", "worker", "operator"]}]
+    assert redis["ingress"][0]["ports"] == [{"port": 6379, "protocol": "TCP"}]
+    # metrics only from the monitoring namespace
+    assert redis["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"}
+    worker = policies[f"{FULL}-worker"]
+    assert worker["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}], "ports": [{"port": 9808, "protocol": "TCP"}]}]
+    api = policies[f"{FULL}-api"]
+    assert api["ingress"] == [{"ports": [{"port": 8000, "protocol": "TCP"}]}]  # open on its port
+    flower_values = render(TOGGLES["flower"])
+    redis = one(flower_values, "NetworkPolicy", f"{FULL}-redis")["spec"]
+    assert "flower" in redis["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][0]["values"]
+    assert not by_kind(render(TOGGLES["no-networkpolicy"]), "NetworkPolicy")
+
+
+# ---- Flower ----------------------------------------------------------------------------------------------
+def test_flower(render: Render) -> None:
+    assert not [o for o in render() if "flower" in o["metadata"]["name"]]
+    objects = render(TOGGLES["flower"])
+    dep = one(objects, "Deployment", f"{FULL}-flower")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(c)
+    assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": f"{FULL}-flower", "key": "basic-auth"}
+    assert "$(REDIS_PASSWORD)" in env["CELERY_BROKER_URL"]["value"]
+    assert list(env).index("REDIS_PASSWORD") < list(env).index("CELERY_BROKER_URL")
+    assert one(objects, "Secret", f"{FULL}-flower")["data"]["basic-auth"]
+    assert one(objects, "Service", f"{FULL}-flower")["spec"]["ports"][0]["port"] == 5555
+
+
+# ---- monitoring ------------------------------------------------------------------------------------------
+def test_monitoring_is_off_by_default(render: Render) -> None:
+    kinds = {o["kind"] for o in render()}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    assert not [o for o in render() if "grafana_dashboard" in o["metadata"].get("labels", {})]
+
+
+def test_monitoring_objects(render: Render) -> None:
+    objects = render(TOGGLES["monitoring"])
+    sm = one(objects, "ServiceMonitor", f"{FULL}-api")["spec"]
+    assert sm["endpoints"][0]["port"] == "http" and sm["endpoints"][0]["path"] == "/metrics"
+    assert sm["jobLabel"] == "app.kubernetes.io/component"
+    pm = one(objects, "PodMonitor", FULL)["spec"]
+    assert pm["jobLabel"] == "app.kubernetes.io/component"
+    assert pm["selector"]["matchExpressions"][0]["values"] == ["worker", "operator", "redis"]
+    assert pm["podMetricsEndpoints"][0]["port"] == "metrics"
+    # every selected pod has a port named metrics
+    for where, spec in pod_specs(objects):
+        if any(x in where for x in ("worker", "operator", "redis")):
+            assert any(p["name"] == "metrics" for c in spec["containers"] for p in c.get("ports", [])), where
+    rule = one(objects, "PrometheusRule", FULL)
+    assert rule["spec"] == yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    dashboards = [o for o in objects if o["kind"] == "ConfigMap" and "dashboard" in o["metadata"]["name"]]
+    assert len(dashboards) == 2
+    for cm in dashboards:
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        (key, text), = cm["data"].items()
+        assert json.loads(text) == json.loads((CHART / "dashboards" / key.removeprefix("humanizer-")).read_text())
+
+
+# ---- values.schema.json ----------------------------------------------------------------------------------
+def test_values_yaml_satisfies_the_schema() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.validate(yaml.safe_load((CHART / "values.yaml").read_text()), schema)
+
+
+BAD_VALUES = [
+    ({"worker": {"replicas": -1}}, "worker.replicas"),
+    ({"api": {"replicas": -2}}, "api.replicas"),
+    ({"worker": {"pool": "gevent"}}, "worker.pool"),
+    ({"worker": {"concurrency": 0}}, "worker.concurrency"),
+    ({"worker": {"queues": []}}, "worker.queues"),
+    ({"api": {"port": 70000}}, "api.port"),
+    ({"provider": {"name": "anthropic"}}, "provider.name"),
+    ({"provider": {"name": "openai"}}, "provider"),
+    ({"redis": {"enabled": False}}, "externalRedis"),
+    ({"redis": {"enabled": False}, "externalRedis": {"url": "http://nope"}}, "externalRedis"),
+    ({"config": {"logFormat": "xml"}}, "config.logFormat"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy"),
+    ({"operator": {"autoscaler": {"minReplicas": 0}}}, "minReplicas"),
+    ({"operator": {"autoscaler": {"maxReplicas": 0}}}, "maxReplicas"),
+    ({"operator": {"autoscaler": {"minReplicas": 5, "maxReplicas": 2}}}, "minReplicas"),
+    ({"api": {"auth": {"tokens": ["short"]}}}, "api.auth.tokens"),
+    ({"api": {"ingress": {"enabled": True, "hosts": []}}}, "hosts"),
+    ({"config": {"extraEnv": {"lower-case": "x"}}}, "lower-case"),
+    ({"workers": {"replicas": 3}}, "workers"),  # a typo of a top-level key
+    ({"config": {"celery": {"visibilityTimeout": 100}}}, "visibilityTimeout"),
+    ({"config": {"celery": {"taskSoftTimeLimit": 400}}}, "taskSoftTimeLimit"),
+]
+
+
+@pytest.mark.parametrize(("values", "mentions"), BAD_VALUES, ids=[m + "-" + str(i) for i, (_, m) in
+                                                                   enumerate(BAD_VALUES)])
+def test_bad_values_are_rejected(helm: Helm, values: dict[str, Any], mentions: str) -> None:
+    res = helm.template(values, check=False)
+    assert res.returncode != 0, f"accepted {values}"
+    assert re.search(re.escape(mentions.split(".")[-1]), res.stderr), res.stderr
+
+
+def test_scale_to_zero_allows_zero_min(render: Render) -> None:
+    objects = render({"operator": {"autoscaler": {"minReplicas": 0, "scaleToZero": True}}})
+    c = one(objects, "Deployment", f"{FULL}-operator")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(c)["HUMANIZER_AUTOSCALE_SCALE_TO_ZERO"]["value"] == "true"
+
+
+def test_notes(helm: Helm, tmp_path: Path) -> None:
+    """NOTES.txt renders (helm renders it only on install; here a copy goes through tpl into a ConfigMap)."""
+    chart = tmp_path / "humanizer"
+    shutil.copytree(CHART, chart)
+    (chart / "files" / "notes.txt").write_text((CHART / "templates" / "NOTES.txt").read_text())
+    (chart / "templates" / "notes-rendered.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data:\n  notes: {{ tpl (.Files.Get "files/notes.txt") . | quote }}\n')
+    out = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE,
+               "--show-only", "templates/notes-rendered.yaml").stdout
+    notes = yaml.safe_load(out)["data"]["notes"]
+    assert f"port-forward svc/{FULL}-api" in notes
+    assert f"get secret {FULL}-api-tokens" in notes
+    assert "Provider: offline" in notes
