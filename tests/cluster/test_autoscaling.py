@@ -87,7 +87,7 @@ def test_burst_scales_up_drains_and_scales_back(
 
             chunks = [f"Chunk {i}: it is important to note that we leverage synergy number {i}." for i in range(400)]
             t0 = time.monotonic()
-            job = submit_job(JobRequest(chunks=chunks, verify=False), get_settings())
+            job = submit_job(JobRequest.model_validate({"chunks": chunks, "verify": False}), get_settings())
             wait_until(lambda: replicas(apps_v1, namespace) == MAX_REPLICAS, 30,
                        f"the worker Deployment to reach {MAX_REPLICAS} replicas", interval=0.1)
             reaction = time.monotonic() - t0
