@@ -19,9 +19,9 @@ from rich.table import Table
 
 from humanizer.cli import follow, print_report, print_summary
 from humanizer.jobs.models import JobRequest, JobStatus
-from humanizer.logging import configure_logging
 from humanizer.jobs.submit import submit_job
 from humanizer.local.stack import LocalStack
+from humanizer.logging import configure_logging
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "remote-work-report.md"
 console = Console(stderr=True)

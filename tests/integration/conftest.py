@@ -9,9 +9,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from humanizer.fake_llm.testing import start_fake_llm_process
 
 from humanizer.config import reset_settings_cache
+from humanizer.fake_llm.testing import start_fake_llm_process
 from humanizer.jobs.models import JobView
 from humanizer.local.stack import LocalStack
 from humanizer.orchestration import OrchestrationService

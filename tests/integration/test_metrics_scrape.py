@@ -50,18 +50,8 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
 
 
 def repoint_celery() -> None:
-    """Point the process-wide Celery app at the current settings' Redis, dropping its pooled connections
-    (configure_app alone keeps using connections opened to the previous Redis)."""
-    import threading
-
-    app = configure_app(get_settings())
-    if app._pool is not None:
-        app._pool.force_close_all()
-    app._pool = None
-    if "amqp" in app.__dict__:
-        app.__dict__["amqp"]._producer_pool = None
-    app._backend_cache = None
-    app._local = threading.local()
+    """Point the process-wide Celery app at the current settings' Redis (drops stale connections)."""
+    configure_app(get_settings())
 
 
 class OwnStack(LocalStack):

@@ -13,7 +13,6 @@ from celery import chord, group
 
 from humanizer.worker.celery_app import CHUNK_QUEUE, CONTROL_QUEUE, app
 
-
 #: Celery priority per job priority. On Redis, 0 is served first; kombu keeps one list per step.
 PRIORITIES = {"high": 0, "normal": 3, "low": 6}
 CONTROL_PRIORITY = 0  # merge/verify before any chunk: finishing a job frees its results sooner

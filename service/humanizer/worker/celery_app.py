@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
+import threading
+
 from celery import Celery
+from celery.signals import before_task_publish
 
 from humanizer.config import Settings, get_settings
 from humanizer.worker.result_backend import backend_url
@@ -71,13 +74,24 @@ def configure_app(settings: Settings | None = None) -> Celery:
     Connections and the result backend made for an earlier configuration are dropped, so a process
     (a test session, the demo) can move from one Redis to another.
     """
-    config = celery_config(settings or get_settings())
-    if all(app.conf.get(k) == v for k, v in config.items()):
-        return app
-    app.conf.update(config)
-    app.close()
-    app._local.__dict__.pop("backend", None)
+    app.conf.update(celery_config(settings or get_settings()))
+    # Celery caches connections made for the old URL in three places; drop them all.
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+    app._local = threading.local()  # the per-thread result backend objects
     return app
 
 
 configure_app()
+
+
+@before_task_publish.connect
+def _stamp(headers: dict[str, object] | None = None, **kwargs: object) -> None:
+    """Record the publish time in the message headers (queue-wait metric)."""
+    from humanizer.metrics import stamp_publish_time
+
+    stamp_publish_time(headers=headers)

@@ -19,9 +19,10 @@ import time
 from typing import Any
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.signals import worker_ready
 
+from humanizer import metrics
 from humanizer.chunking import PlaceholderError, mask, unmask
 from humanizer.config import Settings, get_settings
 from humanizer.jobs import assembly
@@ -111,6 +112,24 @@ def _over_budget(store: JobStore, meta: dict[str, str]) -> str | None:
 
 @app.task(bind=True, name="humanizer.humanize_chunk", acks_late=True)
 def humanize_chunk(self: Task, job_id: str, index: int) -> dict[str, Any]:
+    wait = metrics.queue_wait_seconds(self.request)
+    if wait is not None:
+        metrics.observe_queue_wait(wait, "humanize")
+    started = time.monotonic()
+    outcome = "error"
+    try:
+        with metrics.task_in_flight("humanize_chunk"):
+            result = _humanize_chunk(self, job_id, index)
+        outcome = str(result.get("outcome", "stored"))
+        return result
+    except Retry:
+        outcome = "retry"
+        raise
+    finally:
+        metrics.observe_chunk(outcome, time.monotonic() - started)
+
+
+def _humanize_chunk(self: Task, job_id: str, index: int) -> dict[str, Any]:
     s = get_settings()
     store = get_store(s)
     bound = log.bind(job_id=job_id, chunk_id=index, task_id=self.request.id)
@@ -136,7 +155,7 @@ def humanize_chunk(self: Task, job_id: str, index: int) -> dict[str, Any]:
         store.set_status(job_id, JobStatus.STARTED, phase="rewriting")
     budget = _over_budget(store, meta)
     if budget:
-        store.set_status(job_id, JobStatus.FAILURE, phase="stopped", error=f"stopped: {budget}")
+        finish(store, job_id, JobStatus.FAILURE, phase="stopped", error=f"stopped: {budget}")
         store.incr(job_id, "skipped")
         bound.warning("chunk.budget_exhausted")
         return {"index": index, "outcome": "skipped"}
@@ -165,20 +184,30 @@ def humanize_chunk(self: Task, job_id: str, index: int) -> dict[str, Any]:
     estimate = int(chunk.get("tokens") or 0) * 2 + 200
     limiter = _limiter(provider_name, model)
     waited = limiter.acquire(tokens=estimate)
+    if limiter.limits.enabled:
+        metrics.observe_rate_limit_wait(waited)
     if waited > 0.5:
         bound.debug("chunk.rate_limited", waited=round(waited, 3))
-    if waited > 0 and store.status(job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):
+    provider = _provider(provider_name, model)
+    if store.status(job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):  # last look before spending a call
         store.incr(job_id, "skipped")
         return {"index": index, "outcome": "skipped"}
 
     started = time.monotonic()
     attempts = self.request.retries + 1
     try:
-        result = _provider(provider_name, model).rewrite(request)
+        result = provider.rewrite(request)
     except SoftTimeLimitExceeded:
+        metrics.observe_provider("timeout", time.monotonic() - started, provider_name)
         return _handle_failure(self, store, job_id, index, ProviderError.timeout("chunk soft time limit"), attempts)
     except ProviderError as err:
+        metrics.observe_provider(err.status_code or err.kind.value, time.monotonic() - started, provider_name)
         return _handle_failure(self, store, job_id, index, err, attempts)
+    metrics.observe_provider(200, time.monotonic() - started, provider_name)
+    metrics.observe_tokens(
+        result.input_tokens, result.output_tokens, provider_name, model,
+        cost_usd=cost_usd(store.prices, model, result.input_tokens, result.output_tokens),
+    )
     limiter.settle(estimate, result.input_tokens + result.output_tokens)
 
     output = chunk["text"]
@@ -217,12 +246,22 @@ def _handle_failure(
             task.request.retries, s.celery_task_retry_delay, s.celery_task_retry_max_delay, err.retry_after, _rng
         )
         store.incr(job_id, "retries")
+        metrics.count_retry(err.kind.value)
         log.warning(
             "chunk.retry", job_id=job_id, chunk_id=index, task_id=task.request.id, error_kind=err.kind.value,
             status_code=err.status_code, attempt=attempts, countdown=round(countdown, 3),
         )
         raise task.retry(countdown=countdown, exc=err)
     return _dead_letter(task, store, job_id, index, err, attempts)
+
+
+def finish(store: JobStore, job_id: str, status: JobStatus, **fields: Any) -> bool:
+    """End a job (if it has not ended) and count it by final state."""
+    moved = store.set_status(job_id, status, **fields)
+    if moved:
+        created = store.r.hget(store.key(job_id), "created_at")
+        metrics.observe_job_finished(status.value, time.time() - float(created) if created else None)  # type: ignore[arg-type]
+    return moved
 
 
 def _dead_letter(
@@ -234,13 +273,14 @@ def _dead_letter(
         job_id, index, task_id=task.request.id, error_kind=error_kind, message=f"{reason}: {err}",
         attempts=attempts, stops_job=err.stops_job,
     )
+    metrics.count_dead_letter(error_kind)
     log.error(
         "chunk.dead_lettered", job_id=job_id, chunk_id=index, task_id=task.request.id, error_kind=error_kind,
         status_code=err.status_code, attempts=attempts,
     )
     if err.stops_job:
-        store.set_status(
-            job_id, JobStatus.FAILURE, phase="stopped",
+        finish(
+            store, job_id, JobStatus.FAILURE, phase="stopped",
             error=f"stopped: the provider refused the job ({err.kind.value}): {err}",
         )
     return {"index": index, "outcome": "dead_lettered", "error_kind": error_kind}
@@ -250,13 +290,16 @@ def _dead_letter(
 def merge(self: Task, job_id: str) -> dict[str, Any]:
     store = get_store()
     outcome = assembly.merge_job(store, job_id)
+    if outcome == "failed":
+        created = store.r.hget(store.key(job_id), "created_at")
+        metrics.observe_job_finished("FAILURE", time.time() - float(created) if created else None)  # type: ignore[arg-type]
     log.info("job.merged", job_id=job_id, task_id=self.request.id, outcome=outcome)
     if outcome == "merged":
         if store.meta(job_id).get("verify") in ("1", "True", "true"):
             store.set_fields(job_id, phase="verifying")
             verify.apply_async(args=(job_id,), task_id=f"{job_id}:verify:{self.request.id}", priority=0)
         else:
-            store.set_status(job_id, JobStatus.SUCCESS, phase="done")
+            finish(store, job_id, JobStatus.SUCCESS, phase="done")
     return {"job_id": job_id, "outcome": outcome}
 
 
@@ -266,13 +309,18 @@ def verify(self: Task, job_id: str) -> dict[str, Any]:
     report = assembly.verify_job(store, job_id)
     passed = bool(report.get("passed"))
     log.info("job.verified", job_id=job_id, task_id=self.request.id, passed=passed)
-    store.set_status(job_id, JobStatus.SUCCESS, phase="done", verification_passed=passed)
+    finish(store, job_id, JobStatus.SUCCESS, phase="done", verification_passed=passed)
     return {"job_id": job_id, "passed": passed}
 
 
 @worker_ready.connect
-def _start_reconciler(**_: Any) -> None:
+def _on_worker_ready(**_: Any) -> None:
+    port = metrics.start_worker_metrics_server()
+    if port:
+        log.info("worker.metrics", port=port)
     s = get_settings()
+    # build the default provider now (imports the SDK), not inside the first chunk's time budget
+    _provider(s.provider, s.openai_model)
     if s.reconcile_interval_seconds > 0:
         from humanizer.jobs.reconcile import ReconcilerThread
 
