@@ -9,7 +9,6 @@ import collections
 import random
 import re
 import signal
-import threading
 import time
 from typing import Any
 
@@ -120,7 +119,8 @@ def test_sigterm_all_workers_then_new_ones(make_stack: Any, fake_llm: Any) -> No
 
 
 def test_429_retry_after_2_for_half_the_calls(make_stack: Any, fake_llm: Any) -> None:
-    make_stack(workers=2, concurrency=8, CELERY_TASK_MAX_RETRIES="8")
+    # 15 retries: with a 50% fault rate, P(one of 60 chunks fails 16 times in a row) ~ 0.1%
+    make_stack(workers=2, concurrency=8, CELERY_TASK_MAX_RETRIES="15")
     fake_llm.configure(faults=[{"kind": "429", "probability": 0.5, "retry_after": 2.0}], latency=0.02)
     svc = OrchestrationService()
     job_id = svc.submit_document(numbered_document(60, "L"), chunk_max_tokens=40)["job_id"]
@@ -138,7 +138,7 @@ def test_429_retry_after_2_for_half_the_calls(make_stack: Any, fake_llm: Any) ->
                 gaps.append(b["t"] - a["t"])
     assert gaps, "no 429 was injected"
     assert min(gaps) >= 2.0, f"a retry came {min(gaps):.3f}s after a 429 with Retry-After: 2"
-    assert max(attempts) <= 9, f"a chunk took {max(attempts)} attempts (bound: max_retries + 1 = 9)"
+    assert max(attempts) <= 16, f"a chunk took {max(attempts)} attempts (bound: max_retries + 1 = 16)"
     print(f"\nFIGURE 429: {len(gaps)} retries, min gap {min(gaps):.2f}s, max attempts/chunk {max(attempts)}")
 
 
@@ -197,5 +197,3 @@ def test_auth_failure_stops_the_job_with_no_further_calls(make_stack: Any, fake_
     assert calls_later <= 8, f"{calls_later} calls (threads in flight: 8)"
     print(f"\nFIGURE quota: stopped in {took:.2f}s after {calls_later} calls; 0 calls afterwards")
 
-
-_ = threading

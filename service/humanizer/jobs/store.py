@@ -13,7 +13,7 @@ Keys (prefix ``hz`` by default)::
     hz:job:<id>:flags    hash   index -> why a chunk kept its original text (altered placeholders)
     hz:job:<id>:result   string the merged document (first writer wins)
     hz:job:<id>:report   string verification report JSON
-    hz:job:<id>:deliveries hash index -> times a worker started the chunk (poison detection)
+    hz:job:<id>:deliveries hash task id -> times a worker started it (poison detection)
     hz:jobs              zset   job id -> created_at (listing)
     hz:active            zset   unfinished job id -> time of its last progress (reconciler)
 """
@@ -250,9 +250,9 @@ class JobStore:
         keys = [self.key(job_id), self.key(job_id, "fail"), self.active_key]
         return bool(self._record_failure(keys=keys, args=[index, json.dumps(info), time.time(), job_id]))
 
-    def count_delivery(self, job_id: str, index: int) -> int:
-        """Count one more start of chunk ``index``; returns the count including this one."""
-        return int(self.r.hincrby(self.key(job_id, "deliveries"), str(index), 1))  # type: ignore[arg-type]
+    def count_delivery(self, job_id: str, task_id: str) -> int:
+        """Count one more start of the message ``task_id``; returns the count including this one."""
+        return int(self.r.hincrby(self.key(job_id, "deliveries"), task_id, 1))  # type: ignore[arg-type]
 
     def active_jobs(self, idle_for: float = 0.0) -> list[tuple[str, float]]:
         """Unfinished jobs whose last progress is at least ``idle_for`` seconds old."""

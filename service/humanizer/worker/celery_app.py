@@ -75,10 +75,10 @@ def configure_app(settings: Settings | None = None) -> Celery:
     (a test session, the demo) can move from one Redis to another.
     """
     app.conf.update(celery_config(settings or get_settings()))
-    # Celery caches connections made for the old URL in three places; drop them all.
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    # Celery caches connections made for the old URL in three places; drop our references (not the
+    # pools themselves: kombu keeps producer pools per URL process-wide, and closing one that a later
+    # reconfiguration to the same URL gets back would leave a closed pool behind).
+    app._pool = None
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None

@@ -146,8 +146,8 @@ def _humanize_chunk(self: Task, job_id: str, index: int) -> dict[str, Any]:
         bound.info("chunk.duplicate_delivery")
         return {"index": index, "outcome": "duplicate"}
 
-    deliveries = store.count_delivery(job_id, index)
-    redeliveries = deliveries - 1 - self.request.retries
+    deliveries = store.count_delivery(job_id, str(self.request.id))
+    redeliveries = deliveries - 1 - self.request.retries  # starts of this same message beyond its retries
     if redeliveries > s.max_redeliveries:
         err = ProviderError("invalid_response", f"poison: started {deliveries} times without finishing")
         return _dead_letter(self, store, job_id, index, err, deliveries, kind="poison")
@@ -246,6 +246,7 @@ def _handle_failure(
             task.request.retries, s.celery_task_retry_delay, s.celery_task_retry_max_delay, err.retry_after, _rng
         )
         store.incr(job_id, "retries")
+        store.touch(job_id)  # retrying is progress: the reconciler must not re-drive a job that backs off
         metrics.count_retry(err.kind.value)
         log.warning(
             "chunk.retry", job_id=job_id, chunk_id=index, task_id=task.request.id, error_kind=err.kind.value,
