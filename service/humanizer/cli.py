@@ -35,7 +35,7 @@ out = Console()
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -294,6 +294,101 @@ def fake_llm(
     for f in fault or []:
         argv += ["--fault", f]
     raise typer.Exit(fake_main(argv) or 0)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="bind address (HUMANIZER_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (HUMANIZER_API_PORT)")] = None,
+) -> None:
+    """Serve the HTTP API (FastAPI on uvicorn): jobs, events, dead letters, health, metrics."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    from humanizer.api.server import serve
+
+    serve(host, port)
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(help="UTF-8 text or markdown file to rewrite")],
+    api_url: Annotated[str, typer.Option("--api", help="base URL of the Humanizer API", envvar="HUMANIZER_API_URL")],
+    token: Annotated[str | None, typer.Option(help="bearer token", envvar="HUMANIZER_API_TOKEN")] = None,
+    style: Annotated[str | None, typer.Option()] = None,
+    prompt: Annotated[str | None, typer.Option(help="custom instructions instead of a style")] = None,
+    priority: Annotated[str, typer.Option(help="high, normal or low")] = "normal",
+    verify: Annotated[bool, typer.Option()] = True,
+    out_path: Annotated[Path | None, typer.Option("--out", "-o")] = None,
+) -> None:
+    """Submit FILE through the HTTP API and follow its progress over server-sent events."""
+    import httpx2
+
+    from humanizer.api.client import ApiError, submit_via_api
+
+    settings = get_settings()
+    read_document(file, settings.max_document_bytes)  # same one-line errors as `run`
+    try:
+        updates = submit_via_api(file, api_url, token, style=style, custom_prompt=prompt, verify=verify,
+                                 priority=priority)
+        first = next(updates)
+    except ApiError as exc:
+        raise fail(str(exc), 2) from None
+    except (OSError, httpx2.TransportError) as exc:
+        raise fail(f"cannot reach the API at {api_url} ({type(exc).__name__})", 2) from None
+    console.print(f"job [bold]{first['job_id']}[/]: {first['total_chunks']} chunks")
+    last: dict[str, object] = {}
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TaskProgressColumn(), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("queued", total=first["total_chunks"] or None)
+        for update in updates:
+            job = update["job"]
+            p = job["progress"]
+            progress.update(task, completed=p["done"] + p["failed"], total=p["total"] or None,
+                            description=job.get("phase") or job["status"].lower())
+            last = update
+    job = last.get("job") or {}
+    console.print(f"[bold]{job.get('status')}[/] job {first['job_id']}", highlight=False)  # type: ignore[union-attr]
+    result = last.get("result")
+    if not isinstance(result, dict):
+        problem = last.get("problem") or {}
+        raise fail(str(problem.get("detail", job.get("error", "the job did not succeed"))), 1)  # type: ignore[union-attr]
+    if out_path:
+        out_path.write_text(result["humanized_text"], encoding="utf-8")
+        console.print(f"result written to {out_path}")
+    else:
+        out.print(result["humanized_text"], markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def health(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check Redis, Celery workers, the provider and this machine; exit 1 unless healthy or degraded."""
+    from humanizer.monitoring import get_monitoring_service
+    from humanizer.monitoring.render import render_health
+
+    report = get_monitoring_service().health_check()
+    if as_json:
+        out.print_json(json.dumps(report, default=str))
+    else:
+        out.print(render_health(report))
+    raise typer.Exit(0 if report["overall_status"] in ("healthy", "degraded") else 1)
+
+
+@app.command()
+def monitor(interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 2.0) -> None:
+    """A live terminal view of workers, queues, throughput and errors (Ctrl-C to quit)."""
+    from rich.live import Live
+
+    from humanizer.monitoring import get_monitoring_service
+    from humanizer.monitoring.render import render_metrics
+
+    svc = get_monitoring_service()
+    try:
+        with Live(render_metrics(svc.get_metrics()), console=out, refresh_per_second=4) as live:
+            while True:
+                time.sleep(interval)
+                live.update(render_metrics(svc.get_metrics()))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
 
 
 @dlq_app.command("list")

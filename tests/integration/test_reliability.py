@@ -6,6 +6,7 @@ Each assertion message states the measured figure; the README's reliability tabl
 from __future__ import annotations
 
 import collections
+import itertools
 import random
 import re
 import signal
@@ -133,7 +134,7 @@ def test_429_retry_after_2_for_half_the_calls(make_stack: Any, fake_llm: Any) ->
     for entries in by_text.values():
         entries.sort(key=lambda e: e["t"])
         attempts.append(len(entries))
-        for a, b in zip(entries, entries[1:], strict=False):
+        for a, b in itertools.pairwise(entries):
             if a["status"] == 429:
                 gaps.append(b["t"] - a["t"])
     assert gaps, "no 429 was injected"
