@@ -309,7 +309,10 @@ def test_ttl_deletes_finished_jobs_and_their_output(
     kubectl.apply(humanizejob("brief", {"input": {"text": document(2)}, "ttlSecondsAfterFinished": 2}),
                   namespace=namespace)
     wait_phase(api_client, namespace, "brief", {"Succeeded"}, 60, op)
-    wait_until(lambda: get_hj(api_client, namespace, "brief") is None, 30, "the finished job to be deleted")
+    try:
+        wait_until(lambda: get_hj(api_client, namespace, "brief") is None, 30, "the finished job to be deleted")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{get_hj(api_client, namespace, 'brief')}\n{op.logs()[-4000:]}") from None
 
 
 def test_invalid_job_fails_with_reason(

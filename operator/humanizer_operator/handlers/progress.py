@@ -8,6 +8,7 @@ owned by the job; a finished job is deleted ``ttlSecondsAfterFinished`` after it
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -42,7 +43,11 @@ def humanizejob_sync(body: Any, spec: Any, status: Any, patch: kopf.Patch, logge
     if status.get("phase") in TERMINAL_PHASES:
         if ttl_expired(spec, status, now):
             logger.info("ttlSecondsAfterFinished reached: deleting the HumanizeJob")
-            k8s.delete_humanizejob(meta["namespace"], meta["name"], meta["uid"])
+            # deleted just after this invocation returns: deleting the object from inside its own timer
+            # left kopf's finalizer in place (kopf saw the timer still running and never re-checked)
+            threading.Timer(
+                0.5, k8s.delete_humanizejob, args=(meta["namespace"], meta["name"], meta["uid"])
+            ).start()
         return
     job_id = status.get("jobId")
     if not job_id or spec.get("suspend"):
