@@ -30,7 +30,7 @@ venv: $(VENV_STAMP) ## install the locked Python environment (uv, Python deps, e
 demo: venv ## the whole pipeline on this machine: embedded Redis, real workers, offline model
 	$(UV) run --frozen humanizer demo
 
-test: venv test-unit test-integration test-cluster ## unit + integration + cluster tiers (CI runs this)
+test: venv lint test-unit test-integration test-cluster ## lint + unit + integration + cluster tiers (CI runs this)
 
 test-unit: venv ## pure logic
 	$(PYTEST) tests/unit -m unit $(PYTEST_ARGS)

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -143,7 +143,7 @@ def run(
     try:
         req = JobRequest(
             text=text, style=style, custom_prompt=prompt, provider=provider, model=model,
-            chunk_max_tokens=chunk_tokens, verify=verify, priority=priority,  # type: ignore[arg-type]
+            chunk_max_tokens=chunk_tokens, verify=verify, priority=priority,
         )
     except ValueError as exc:
         raise fail(str(exc).splitlines()[0], 2) from None
@@ -336,7 +336,7 @@ def submit(
     except (OSError, httpx2.TransportError) as exc:
         raise fail(f"cannot reach the API at {api_url} ({type(exc).__name__})", 2) from None
     console.print(f"job [bold]{first['job_id']}[/]: {first['total_chunks']} chunks")
-    last: dict[str, object] = {}
+    last: dict[str, Any] = {}
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TaskProgressColumn(), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("queued", total=first["total_chunks"] or None)
@@ -347,11 +347,11 @@ def submit(
                             description=job.get("phase") or job["status"].lower())
             last = update
     job = last.get("job") or {}
-    console.print(f"[bold]{job.get('status')}[/] job {first['job_id']}", highlight=False)  # type: ignore[union-attr]
+    console.print(f"[bold]{job.get('status')}[/] job {first['job_id']}", highlight=False)
     result = last.get("result")
     if not isinstance(result, dict):
         problem = last.get("problem") or {}
-        raise fail(str(problem.get("detail", job.get("error", "the job did not succeed"))), 1)  # type: ignore[union-attr]
+        raise fail(str(problem.get("detail", job.get("error", "the job did not succeed"))), 1)
     if out_path:
         out_path.write_text(result["humanized_text"], encoding="utf-8")
         console.print(f"result written to {out_path}")

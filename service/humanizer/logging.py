@@ -60,4 +60,4 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None
 
 
 def get_logger(name: str = "humanizer") -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.stdlib.get_logger(name)

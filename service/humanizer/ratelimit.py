@@ -82,7 +82,7 @@ class RateLimiter:
             keys=[self.rpm_key, self.tpm_key],
             args=[self._req_us, int(self._tok_us), tokens, self._burst_us, 300],
         )
-        return int(wait_us) / 1_000_000  # type: ignore[arg-type]
+        return int(wait_us) / 1_000_000
 
     def acquire(self, tokens: int = 0, sleep: bool = True) -> float:
         """Reserve and sleep until the slot; returns the seconds waited."""

@@ -57,7 +57,7 @@ def verify_job(store: JobStore, job_id: str) -> dict[str, Any]:
     total = int(meta["total"])
     chunks = store.chunks(job_id)
     outputs = store.outputs(job_id)
-    flags = {int(k): v for k, v in store.r.hgetall(store.key(job_id, "flags")).items()}  # type: ignore[union-attr]
+    flags = {int(k): v for k, v in store.r.hgetall(store.key(job_id, "flags")).items()}
     skip = {i for i, c in chunks.items() if c.get("kind") != "prose"}
     report = verify_document(
         [chunks[i]["text"] for i in range(total)],

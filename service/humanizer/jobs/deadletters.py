@@ -5,7 +5,6 @@ An entry's id is ``<job_id>:<chunk index>`` — one entry per chunk, however oft
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -29,7 +28,7 @@ class DeadLetter(BaseModel):
 class DeadLetters:
     def __init__(self, store: JobStore) -> None:
         self.store = store
-        self.r = store.r
+        self.r: Any = store.r
         self.hash_key = f"{store.prefix}:dlq"
         self.index_key = f"{store.prefix}:dlq:index"
 
@@ -64,21 +63,21 @@ class DeadLetters:
 
     def get(self, dl_id: str) -> DeadLetter | None:
         raw = self.r.hget(self.hash_key, dl_id)
-        return DeadLetter.model_validate_json(raw) if raw else None  # type: ignore[arg-type]
+        return DeadLetter.model_validate_json(raw) if raw else None
 
     def list(self, offset: int = 0, limit: int = 100, job_id: str | None = None) -> list[DeadLetter]:
         if job_id is not None:
             ids = [f"{job_id}:{i}" for i in sorted(self.store.failures(job_id))]
             ids = ids[offset : offset + limit]
         else:
-            ids = list(self.r.zrevrange(self.index_key, offset, offset + limit - 1))  # type: ignore[arg-type]
+            ids = list(self.r.zrevrange(self.index_key, offset, offset + limit - 1))
         if not ids:
             return []
-        raws: list[Any] = self.r.hmget(self.hash_key, ids)  # type: ignore[assignment]
+        raws: list[Any] = self.r.hmget(self.hash_key, ids)
         return [DeadLetter.model_validate_json(raw) for raw in raws if raw]
 
     def count(self) -> int:
-        return int(self.r.zcard(self.index_key))  # type: ignore[arg-type]
+        return int(self.r.zcard(self.index_key))
 
     def remove(self, dl_id: str) -> None:
         pipe = self.r.pipeline(transaction=True)
@@ -86,5 +85,3 @@ class DeadLetters:
         pipe.zrem(self.index_key, dl_id)
         pipe.execute()
 
-    def to_json(self, entries: list[DeadLetter]) -> str:
-        return json.dumps([e.model_dump(mode="json") for e in entries], indent=2)

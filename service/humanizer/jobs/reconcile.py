@@ -48,7 +48,7 @@ def reconcile_once(store: JobStore, stall_seconds: float) -> list[Action]:
             actions.append(Action(job_id, "forget"))
             continue
         store.touch(job_id)
-        round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))  # type: ignore[arg-type]
+        round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))
         if store.result(job_id) is not None:
             app.signature("humanizer.verify", args=(job_id,), queue=CONTROL_QUEUE, priority=0).apply_async(
                 task_id=f"{job_id}:verify:r{round_}"

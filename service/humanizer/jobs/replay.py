@@ -15,7 +15,7 @@ def redrive(store: JobStore, job_id: str) -> list[int]:
     missing = [i for i in range(total) if i not in have]
     if meta["status"] in ("SUCCESS", "FAILURE", "CANCELLED"):
         store.reopen(job_id, phase="rewriting")
-    round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))  # type: ignore[arg-type]
+    round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))
     dispatch(job_id, missing, round_, priority=store.meta(job_id).get("priority", "normal"))
     return missing
 

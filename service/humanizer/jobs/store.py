@@ -106,7 +106,7 @@ class JobStore:
         ttl_seconds: int = 7 * 24 * 3600,
         prices: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
-        self.r = client
+        self.r: Any = client  # decode_responses=True: str values; redis-py types them as bytes | str
         self.prices = dict(prices or {})
         self.prefix = prefix
         self.ttl = ttl_seconds
@@ -170,7 +170,7 @@ class JobStore:
         data = self.r.hgetall(self.key(job_id))
         if not data:
             raise JobNotFound(job_id)
-        return data  # type: ignore[return-value]
+        return data
 
     def exists(self, job_id: str) -> bool:
         return bool(self.r.exists(self.key(job_id)))
@@ -183,29 +183,29 @@ class JobStore:
         raw = self.r.hget(self.key(job_id, "chunks"), str(index))
         if raw is None:
             raise JobNotFound(f"{job_id} chunk {index}")
-        return json.loads(raw)  # type: ignore[no-any-return]
+        return json.loads(raw)
 
     def chunks(self, job_id: str) -> dict[int, dict[str, Any]]:
         raw = self.r.hgetall(self.key(job_id, "chunks"))
-        return {int(i): json.loads(v) for i, v in raw.items()}  # type: ignore[union-attr]
+        return {int(i): json.loads(v) for i, v in raw.items()}
 
     def outputs(self, job_id: str) -> dict[int, str]:
         raw = self.r.hgetall(self.key(job_id, "out"))
-        return {int(i): v for i, v in raw.items()}  # type: ignore[union-attr]
+        return {int(i): v for i, v in raw.items()}
 
     def output_indices(self, job_id: str) -> set[int]:
-        return {int(i) for i in self.r.hkeys(self.key(job_id, "out"))}  # type: ignore[union-attr]
+        return {int(i) for i in self.r.hkeys(self.key(job_id, "out"))}
 
     def failures(self, job_id: str) -> dict[int, dict[str, Any]]:
         raw = self.r.hgetall(self.key(job_id, "fail"))
-        return {int(i): json.loads(v) for i, v in raw.items()}  # type: ignore[union-attr]
+        return {int(i): json.loads(v) for i, v in raw.items()}
 
     def result(self, job_id: str) -> str | None:
-        return self.r.get(self.key(job_id, "result"))  # type: ignore[return-value]
+        return self.r.get(self.key(job_id, "result"))
 
     def report(self, job_id: str) -> dict[str, Any] | None:
         raw = self.r.get(self.key(job_id, "report"))
-        return json.loads(raw) if raw else None  # type: ignore[arg-type]
+        return json.loads(raw) if raw else None
 
     def view(self, job_id: str, with_result: bool = True) -> JobView:
         m = self.meta(job_id)
@@ -237,13 +237,13 @@ class JobStore:
         )
 
     def list_jobs(self, offset: int = 0, limit: int = 50) -> list[str]:
-        return list(self.r.zrevrange(self.index_key, offset, offset + limit - 1))  # type: ignore[arg-type]
+        return list(self.r.zrevrange(self.index_key, offset, offset + limit - 1))
 
     # ---- write --------------------------------------------------------------------------
     def save_output(self, job_id: str, index: int, text: str, tokens_in: int = 0, tokens_out: int = 0) -> bool:
         """Store a chunk's output if none is stored yet; True when this call was the first writer."""
         keys = [self.key(job_id), self.key(job_id, "out"), self.active_key]
-        args = [index, text, tokens_in, tokens_out, time.time(), job_id]
+        args: list[Any] = [index, text, tokens_in, tokens_out, time.time(), job_id]
         return bool(self._save_output(keys=keys, args=args))
 
     def record_failure(self, job_id: str, index: int, info: Mapping[str, Any]) -> bool:
@@ -252,13 +252,13 @@ class JobStore:
 
     def count_delivery(self, job_id: str, task_id: str) -> int:
         """Count one more start of the message ``task_id``; returns the count including this one."""
-        return int(self.r.hincrby(self.key(job_id, "deliveries"), task_id, 1))  # type: ignore[arg-type]
+        return int(self.r.hincrby(self.key(job_id, "deliveries"), task_id, 1))
 
     def active_jobs(self, idle_for: float = 0.0) -> list[tuple[str, float]]:
         """Unfinished jobs whose last progress is at least ``idle_for`` seconds old."""
         upper = time.time() - idle_for
         rows = self.r.zrangebyscore(self.active_key, "-inf", upper, withscores=True)
-        return [(job_id, float(score)) for job_id, score in rows]  # type: ignore[union-attr]
+        return [(job_id, float(score)) for job_id, score in rows]
 
     def touch(self, job_id: str) -> None:
         self.r.zadd(self.active_key, {job_id: time.time()}, xx=True)

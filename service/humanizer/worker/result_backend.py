@@ -15,7 +15,7 @@ from typing import Any
 from celery.backends.redis import RedisBackend
 
 
-class QuietRedisBackend(RedisBackend):  # type: ignore[misc]
+class QuietRedisBackend(RedisBackend):
     def on_task_call(self, producer: Any, task_id: str) -> None:
         return None
 

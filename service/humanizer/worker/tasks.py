@@ -95,7 +95,7 @@ def _record_chunk_seconds(store: JobStore, seconds: float) -> None:
     """Keep a moving average of chunk time for completion estimates."""
     key = f"{store.prefix}:stats:chunk_seconds"
     old = store.r.get(key)
-    value = seconds if old is None else 0.8 * float(old) + 0.2 * seconds  # type: ignore[arg-type]
+    value = seconds if old is None else 0.8 * float(old) + 0.2 * seconds
     store.r.set(key, f"{value:.4f}", ex=24 * 3600)
 
 
@@ -261,7 +261,7 @@ def finish(store: JobStore, job_id: str, status: JobStatus, **fields: Any) -> bo
     moved = store.set_status(job_id, status, **fields)
     if moved:
         created = store.r.hget(store.key(job_id), "created_at")
-        metrics.observe_job_finished(status.value, time.time() - float(created) if created else None)  # type: ignore[arg-type]
+        metrics.observe_job_finished(status.value, time.time() - float(created) if created else None)
     return moved
 
 
@@ -293,7 +293,7 @@ def merge(self: Task, job_id: str) -> dict[str, Any]:
     outcome = assembly.merge_job(store, job_id)
     if outcome == "failed":
         created = store.r.hget(store.key(job_id), "created_at")
-        metrics.observe_job_finished("FAILURE", time.time() - float(created) if created else None)  # type: ignore[arg-type]
+        metrics.observe_job_finished("FAILURE", time.time() - float(created) if created else None)
     log.info("job.merged", job_id=job_id, task_id=self.request.id, outcome=outcome)
     if outcome == "merged":
         if store.meta(job_id).get("verify") in ("1", "True", "true"):
