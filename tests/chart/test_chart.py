@@ -420,13 +420,14 @@ def test_operator_rbac_namespaced(render: Render) -> None:
     jobs = rules[f"ClusterRole/{FULL}-operator-jobs"]
     assert grants(jobs, "humanizer.dev", "humanizejobs") == {"get", "list", "watch", "patch", "update", "delete"}
     assert grants(jobs, "humanizer.dev", "humanizejobs/status") == {"get", "patch", "update"}
-    assert grants(jobs, "", "configmaps") == {"get", "create", "update", "patch", "delete"}
     assert "create" in grants(jobs, "", "events")
     assert not grants(jobs, "kopf.dev", "kopfpeerings")
     workers = rules[f"Role/{FULL}-operator-workers"]
     scale = [r for r in workers if "deployments/scale" in r["resources"]]
     assert scale[0]["resourceNames"] == [f"{FULL}-worker"] and set(scale[0]["verbs"]) == {"get", "patch", "update"}
-    assert grants(workers, "apps", "deployments") == {"get", "list", "watch", "patch"}
+    assert grants(workers, "apps", "deployments") == {"get", "patch"}
+    assert grants(jobs, "humanizer.dev", "humanizejobs/finalizers") == {"update"}
+    assert grants(jobs, "", "configmaps") == {"get", "create", "update"}
     cluster = rules[f"ClusterRole/{FULL}-operator-cluster"]
     assert grants(cluster, "apiextensions.k8s.io", "customresourcedefinitions") == {"list", "watch"}
     assert not grants(cluster, "", "namespaces")

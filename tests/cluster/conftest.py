@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,7 +139,7 @@ def helm(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> KubeTool
 @pytest.fixture
 def namespace(core_v1: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterator[str]:
     """A new namespace named after the test; waits for its default ServiceAccount; deleted after."""
-    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower())[:40].strip("-")  # parametrized ids too
     name = f"t-{base}-{uuid.uuid4().hex[:6]}"
     core_v1.create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"humanizer-test": "1"}))
