@@ -16,8 +16,8 @@ the reason, they never skip.
 from __future__ import annotations
 
 import os
-import sys
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
