@@ -99,7 +99,13 @@ class Settings(BaseSettings):
         description="how long rewritten chunks are reused for identical requests (0 = no cache)",
     )
     model_prices: dict[str, tuple[float, float]] = Field(
-        default_factory=lambda: {"gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00), "gpt-4.1-mini": (0.40, 1.60)},
+        default_factory=lambda: {
+            "gpt-4o-mini": (0.15, 0.60),
+            "gpt-4o": (2.50, 10.00),
+            "gpt-4.1-nano": (0.10, 0.40),
+            "gpt-4.1-mini": (0.40, 1.60),
+            "gpt-4.1": (2.00, 8.00),
+        },
         validation_alias=_env("HUMANIZER_MODEL_PRICES", "model_prices"),
         description="USD per million input and output tokens, per model (JSON)",
     )

@@ -112,15 +112,6 @@ ALL_METRICS: list[Counter | Gauge | Histogram] = [
     HTTP_REQUESTS, HTTP_DURATION, QUEUE_DEPTH, QUEUE_UNACKED, DEAD_LETTERS_PENDING,
 ]
 
-# USD per 1M tokens (input, output): list prices of common models; unknown models count as 0.
-PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1": (2.00, 8.00),
-}
-
 _LABEL_RE = re.compile(r"^[a-z0-9_]{1,40}$")
 CHUNK_OUTCOMES = frozenset(
     {"stored", "duplicate", "cached", "skipped", "dead_lettered", "job_missing", "kept_original", "retry", "error"}
@@ -186,12 +177,11 @@ def observe_tokens(
 
 
 def estimate_cost(model: str, tokens_in: int, tokens_out: int) -> float:
-    """List-price estimate; the longest known model name that prefixes ``model`` sets the price."""
-    key = max((k for k in PRICES_PER_MTOK if model.startswith(k)), key=len, default=None)
-    if key is None:
-        return 0.0
-    price_in, price_out = PRICES_PER_MTOK[key]
-    return (max(0, tokens_in) * price_in + max(0, tokens_out) * price_out) / 1_000_000
+    """List-price estimate from ``HUMANIZER_MODEL_PRICES``."""
+    from humanizer.config import get_settings
+    from humanizer.pricing import cost_usd
+
+    return cost_usd(get_settings().model_prices, model, tokens_in, tokens_out)
 
 
 def count_retry(reason: str) -> None:

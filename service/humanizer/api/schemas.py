@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from humanizer.jobs.deadletters import DeadLetter
 from humanizer.jobs.models import JobRequest, JobStatus
 
 
@@ -120,16 +121,7 @@ class CancelOut(BaseModel):
     status: JobStatus
 
 
-class DeadLetterOut(BaseModel):
-    id: str
-    job_id: str
-    chunk_index: int
-    task_id: str | None
-    error_kind: str
-    message: str
-    attempts: int
-    failed_at: float
-    stops_job: bool
+DeadLetterOut = DeadLetter  # the stored record is the API shape
 
 
 class DeadLetterPage(BaseModel):

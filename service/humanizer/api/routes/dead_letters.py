@@ -10,7 +10,7 @@ from humanizer.api import problems as P
 from humanizer.api.deps import DeadLettersDep, PrincipalDep, StoreDep
 from humanizer.api.problems import ProblemError, problem_responses
 from humanizer.api.routes.jobs import JOB_ID_PATTERN
-from humanizer.api.schemas import DeadLetterOut, DeadLetterPage, ReplayOut
+from humanizer.api.schemas import DeadLetterPage, ReplayOut
 from humanizer.jobs.models import JobStatus
 from humanizer.jobs.replay import replay_dead_letter
 from humanizer.logging import get_logger
@@ -31,7 +31,7 @@ def list_dead_letters(
 ) -> DeadLetterPage:
     entries = dlq.list(offset=offset, limit=limit, job_id=job_id)
     total = len(store.failures(job_id)) if job_id is not None else dlq.count()
-    items = [DeadLetterOut.model_validate(e.model_dump()) for e in entries]
+    items = list(entries)
     return DeadLetterPage(items=items, offset=offset, limit=limit, total=total)
 
 
