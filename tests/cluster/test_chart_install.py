@@ -28,6 +28,7 @@ import re
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "humanizer"
-RELEASE = "hzc"
+# Unique per run: the release's ClusterRoles/Bindings are cluster-scoped (a reused cluster may hold another).
+RELEASE = f"hzc-{uuid.uuid4().hex[:5]}"
 FULLNAME = f"{RELEASE}-humanizer"
 INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
 
@@ -166,8 +168,17 @@ def test_helm_install_runs_upgrade_and_uninstall(
     kubectl: Kubectl, helm: KubeTool, namespace: str, tmp_path: Path, request: pytest.FixtureRequest,
 ) -> None:
     grant = kopf_namespaces_grant(namespace)
-    request.addfinalizer(lambda: kubectl("delete", "clusterrolebinding,clusterrole", grant, "--ignore-not-found",
-                                         check=False))
+
+    def cleanup() -> None:
+        """After a failure: no finalizer may hold the namespace, no cluster-scoped object may stay."""
+        names = kubectl("get", PLURAL, "-n", namespace, "-o", "name", check=False).stdout.split()
+        for obj in names:
+            kubectl("patch", obj, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+                    check=False)
+        helm("uninstall", RELEASE, "-n", namespace, "--ignore-not-found", "--timeout=30s", check=False, timeout=60)
+        kubectl("delete", "clusterrolebinding,clusterrole", grant, "--ignore-not-found", check=False)
+
+    request.addfinalizer(cleanup)
     t0 = time.monotonic()
     laps: list[str] = []
 
