@@ -1,0 +1,1 @@
+"""Baselines the benchmarks compare against, measured in the same run on the same machine."""

@@ -1,0 +1,108 @@
+"""Scenario 1 — fan-out efficiency: N = 10·W chunks, W concurrent provider calls in total.
+
+Ours (the chord via ``OrchestrationService``) against a plain Celery chord of the same HTTP call
+(``bench.baselines.plain_celery``), same Redis server (db 1), same worker processes × threads.
+efficiency = ceil(N/W) × latency / makespan. Targets: ≥ 0.92 at W=64, ≥ 0.85 at W=128.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from bench.common import (
+    Context,
+    CpuMeter,
+    Row,
+    chunk_texts,
+    ideal_makespan,
+    layout,
+    local_stack,
+    median,
+    ratio,
+    worker_pids,
+)
+from bench.ours import run_job
+
+TARGETS = {64: 0.92, 128: 0.85}
+
+
+def run(ctx: Context) -> list[Row]:
+    from bench.baselines import plain_celery
+
+    cfg = ctx.cfg
+    rows: list[Row] = []
+    curve: dict[int, dict[str, float]] = ctx.shared.setdefault("efficiency", {})
+    for w in cfg.fanout_ws:
+        n = cfg.fanout_n_per_w * w
+        procs, threads = layout(w)
+        ideal = ideal_makespan(n, w, cfg.latency)
+        with local_stack(ctx, procs, threads) as stack:
+            groups = {
+                "client": [os.getpid()],
+                "workers": worker_pids(stack),
+                "redis": [stack.redis.proc.pid],
+                "fake_llm": [ctx.fake.proc.pid],
+            }
+            run_job(chunk_texts(w, f"warm{w}"))  # warm-up: connections, clients, imports
+            ours: list[dict[str, Any]] = []
+            for rep in range(cfg.repeats):
+                meter = CpuMeter(groups).start()
+                r = run_job(chunk_texts(n, f"o{w}r{rep}"))
+                r["cpu_seconds"] = meter.stop()
+                r.pop("job_id")
+                ours.append(r)
+            profile_text = None
+            if w == max(cfg.fanout_ws) and cfg.name == "full":
+                prof = run_job(chunk_texts(n, f"p{w}"), profile=True)
+                profile_text = prof["profile"]
+                ctx.results_dir.mkdir(parents=True, exist_ok=True)
+                (ctx.results_dir / f"profile_client_w{w}.txt").write_text(profile_text)
+            broker = stack.redis.url.rsplit("/", 1)[0] + "/1"
+            plain_celery.configure(broker)
+            plain: list[dict[str, Any]] = []
+            with plain_celery.PlainWorkers(
+                procs, threads, broker, ctx.fake.url, ctx.work_dir / f"plain{w}", llm_key="sk-fake-bench"
+            ) as pw:
+                pgroups = {**groups, "workers": pw.pids}
+                plain_celery.run_chord(chunk_texts(w, f"pwarm{w}"))
+                for rep in range(cfg.repeats):
+                    meter = CpuMeter(pgroups).start()
+                    pr: dict[str, Any] = dict(plain_celery.run_chord(chunk_texts(n, f"p{w}r{rep}")))
+                    pr["cpu_seconds"] = meter.stop()
+                    plain.append(pr)
+        ours_eff = ideal / median(r["makespan"] for r in ours)
+        plain_eff = ideal / median(r["makespan"] for r in plain)
+        curve.setdefault(w, {})["ours"] = ours_eff
+        curve[w]["plain_celery"] = plain_eff
+        ctx.shared.setdefault("ours_chunks_per_s", {})[w] = n / median(r["makespan"] for r in ours)
+        target = TARGETS.get(w)
+        rows.append(
+            Row(
+                "1 fan-out",
+                f"efficiency W={w} (N={n}, {procs}×{threads})",
+                round(ours_eff, 3),
+                round(plain_eff, 3),
+                "plain Celery chord",
+                _r(ratio(ours_eff, plain_eff)),
+                f"≥ {target}" if target else "",
+                (ours_eff >= target) if target else None,
+                note=f"ours {n / median(r['makespan'] for r in ours):.0f} chunks/s, "
+                f"plain {n / median(r['makespan'] for r in plain):.0f}/s; ideal {ideal:.1f} s",
+                details={
+                    "n": n,
+                    "w": w,
+                    "workers": procs,
+                    "threads": threads,
+                    "ideal_seconds": ideal,
+                    "ours": ours,
+                    "plain_celery": plain,
+                    "client_profile_file": bool(profile_text),
+                },
+            )
+        )
+    return rows
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)

@@ -1,0 +1,161 @@
+"""Scenario 7 — scale and leaks.
+
+a) A ~1 MB document end to end (chunked by us, W = 64 as 2 × 32), peak RSS of the workers and Redis.
+b) Many small jobs one after another (instant provider); each is deleted once its result is read, as a
+   client that has consumed it would. Worker RSS and Redis ``used_memory`` after the warm-up jobs and at
+   the end must stay within 10 %. Keys: DBSIZE after the warm-up vs the end; every key that is left must
+   carry a TTL (so nothing outlives its TTL).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Any
+
+from bench.common import Context, PeakRss, Row, chunk_texts, local_stack, rss_bytes, worker_pids
+from bench.ours import run_job
+
+MB = 1024 * 1024
+GROWTH_LIMIT = 0.10
+
+
+def document(size: int) -> str:
+    paras, total, i = [], 0, 0
+    while total < size:
+        p = (
+            f"Section {i:05d}. It is important to note that the organisation utilizes robust frameworks "
+            f"to leverage synergies across {i % 97 + 3} teams. Furthermore, the quarterly review found that "
+            f"delivery improved in a meaningful way, and the committee concluded that further investment "
+            f"is warranted. Moreover, stakeholders were consulted in detail before the decision."
+        )
+        paras.append(p)
+        total += len(p) + 2
+        i += 1
+    return "\n\n".join(paras) + "\n"
+
+
+def _pattern(key: str) -> str:
+    return re.sub(r"[0-9a-f]{32}", "<job>", re.sub(r"(?<=:)\d+", "<i>", key))
+
+
+def _leftovers(r: Any, before: set[bytes]) -> dict[str, Any]:
+    keys = set(r.scan_iter(count=1000)) - before
+    no_ttl = sorted(k.decode() for k in keys if r.ttl(k) == -1)
+    patterns: Counter[str] = Counter()
+    ttls: dict[str, int] = {}
+    for k in keys:
+        p = _pattern(k.decode())
+        patterns[p] += 1
+        ttls.setdefault(p, int(r.ttl(k)))
+    return {
+        "new_keys": len(keys),
+        "new_keys_without_ttl": no_ttl[:20],
+        "n_without_ttl": len(no_ttl),
+        "patterns": dict(patterns.most_common(10)),
+        "ttl_seconds_by_pattern": ttls,
+    }
+
+
+def run(ctx: Context) -> list[Row]:
+    from humanizer.orchestration import OrchestrationService
+
+    cfg = ctx.cfg
+    rows: list[Row] = []
+    text = document(cfg.scale_doc_bytes)
+    with local_stack(ctx, 2, 32, HUMANIZER_MAX_CHUNKS="20000") as stack:
+        wp, rp = worker_pids(stack), [stack.redis.proc.pid]
+        svc = OrchestrationService()
+        r = svc.store.r
+        run_job(chunk_texts(32, "scwarm"))
+        with PeakRss({"workers": wp, "redis": rp}) as peak:
+            job = run_job(text=text, timeout=900)
+        w = 64
+        ideal = math.ceil(job["chunks"] / w) * cfg.latency
+        rows.append(
+            Row(
+                "7 scale",
+                f"{len(text.encode()) / MB:.2f} MB document end to end (W=64)",
+                round(job["makespan"], 2),
+                round(ideal, 2),
+                "ideal ceil(N/W)×latency",
+                round(ideal / job["makespan"], 3),
+                "info",
+                None,
+                unit="s",
+                note=f"{job['chunks']} chunks, {job['chunks'] / job['makespan']:.0f} chunks/s, submit "
+                f"{job['publish_seconds']:.2f} s; peak RSS workers {peak.peak['workers'] / MB:.0f} MB, "
+                f"Redis {peak.peak['redis'] / MB:.0f} MB",
+                details={
+                    **job,
+                    "peak_rss_workers": peak.peak["workers"],
+                    "peak_rss_redis": peak.peak["redis"],
+                    "doc_bytes": len(text.encode()),
+                },
+            )
+        )
+        svc.store.delete([job["job_id"]])
+
+        ctx.fake.configure(latency=0.0, jitter=0.0)
+        try:
+            samples: list[dict[str, float]] = []
+            base_keys: set[bytes] = set()
+            base: dict[str, float] = {}
+            for i in range(cfg.scale_jobs):
+                j = run_job(chunk_texts(cfg.scale_job_chunks, f"leak{i}"))
+                svc.store.view(j["job_id"], with_result=True)  # read the result, then drop the job
+                svc.store.delete([j["job_id"]])
+                if i + 1 == cfg.scale_warmup_jobs or i + 1 == cfg.scale_jobs or (i + 1) % 10 == 0:
+                    s = {
+                        "jobs": i + 1,
+                        "rss_workers": rss_bytes(wp),
+                        "rss_redis": rss_bytes(rp),
+                        "redis_used_memory": r.info("memory")["used_memory"],
+                        "dbsize": r.dbsize(),
+                    }
+                    samples.append(s)
+                    if i + 1 == cfg.scale_warmup_jobs:
+                        base, base_keys = s, set(r.scan_iter(count=1000))
+            end = samples[-1]
+            left = _leftovers(r, base_keys)
+        finally:
+            ctx.fake.configure(latency=cfg.latency, jitter=cfg.jitter)
+    g_workers = end["rss_workers"] / base["rss_workers"] - 1
+    g_redis = end["redis_used_memory"] / base["redis_used_memory"] - 1
+    ok = g_workers <= GROWTH_LIMIT and g_redis <= GROWTH_LIMIT
+    rows.append(
+        Row(
+            "7 scale",
+            f"memory growth after {cfg.scale_jobs} jobs (from job {cfg.scale_warmup_jobs})",
+            round(g_workers, 3),
+            round(g_redis, 3),
+            "ours: worker RSS; baseline col: Redis used_memory",
+            None,
+            f"≤ {GROWTH_LIMIT} both",
+            ok,
+            unit="fraction",
+            note=f"workers {base['rss_workers'] / MB:.0f}→{end['rss_workers'] / MB:.0f} MB, Redis used "
+            f"{base['redis_used_memory'] / MB:.1f}→{end['redis_used_memory'] / MB:.1f} MB",
+            details={"samples": samples},
+        )
+    )
+    rows.append(
+        Row(
+            "7 scale",
+            "keys left after jobs deleted: new / without TTL",
+            float(left["new_keys"]),
+            float(left["n_without_ttl"]),
+            "DBSIZE after warm-up",
+            None,
+            "0 without TTL",
+            left["n_without_ttl"] == 0,
+            note=f"DBSIZE {base['dbsize']}→{end['dbsize']}; left: "
+            + ", ".join(
+                f"{p} ×{c} (TTL {left['ttl_seconds_by_pattern'][p]} s)" for p, c in list(left["patterns"].items())[:3]
+            )
+            + (f"; no TTL: {', '.join(left['new_keys_without_ttl'][:5])}" if left["n_without_ttl"] else ""),
+            details=left,
+        )
+    )
+    return rows
