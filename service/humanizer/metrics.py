@@ -313,3 +313,19 @@ def mark_worker_process_dead(pid: int) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
+
+
+def _initialise_label_sets() -> None:
+    """Export every known label value at 0 from the start, so ``increase()``/``rate()`` see the first
+    event (a series that appears at 1 shows no increase in Prometheus)."""
+    from humanizer.providers.errors import ErrorKind
+
+    for outcome in CHUNK_OUTCOMES:
+        CHUNKS_PROCESSED.labels(outcome)
+    for kind in [*(k.value for k in ErrorKind), "poison"]:
+        DEAD_LETTERS.labels(_label(kind))
+    for state in ("success", "failure", "cancelled"):
+        JOBS_FINISHED.labels(state)
+
+
+_initialise_label_sets()

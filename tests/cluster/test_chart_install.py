@@ -101,26 +101,6 @@ def service_account_kubeconfig(cluster: Cluster, kubectl: Kubectl, namespace: st
     return path
 
 
-def kopf_namespaces_grant(namespace: str) -> str:
-    return f"{namespace}-kopf-namespaces"[:63]
-
-
-def grant_namespace_listing(kubectl: Kubectl, namespace: str, sa: str) -> None:
-    """Chart gap, worked around here: without ``operator.watch.clusterWide`` the chart grants no
-    ``namespaces`` list/watch, but kopf lists namespaces at start-up even for ``--namespace=X`` (to
-    match its namespace patterns): each 403 is retried with back-off (9 attempts, ~55 s) before kopf
-    falls back to the exact names, so every operator (re)start handles nothing for about a minute.
-    This test-owned ClusterRole adds just that; everything else is the chart's RBAC as rendered."""
-    name = kopf_namespaces_grant(namespace)
-    kubectl.apply([
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
-         "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]},
-    ])
-
-
 def wait_rollout(kubectl: Kubectl, namespace: str, name: str, timeout: int = 60) -> None:
     kubectl("rollout", "status", f"deployment/{name}", "-n", namespace, f"--timeout={timeout}s",
             timeout=timeout + 15)
@@ -167,8 +147,6 @@ def test_helm_install_runs_upgrade_and_uninstall(
     cluster: Cluster, api_client: client.ApiClient, core_v1: client.CoreV1Api, apps_v1: client.AppsV1Api,
     kubectl: Kubectl, helm: KubeTool, namespace: str, tmp_path: Path, request: pytest.FixtureRequest,
 ) -> None:
-    grant = kopf_namespaces_grant(namespace)
-
     def cleanup() -> None:
         """After a failure: no finalizer may hold the namespace, no cluster-scoped object may stay."""
         names = kubectl("get", PLURAL, "-n", namespace, "-o", "name", check=False).stdout.split()
@@ -176,7 +154,6 @@ def test_helm_install_runs_upgrade_and_uninstall(
             kubectl("patch", obj, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
                     check=False)
         helm("uninstall", RELEASE, "-n", namespace, "--ignore-not-found", "--timeout=30s", check=False, timeout=60)
-        kubectl("delete", "clusterrolebinding,clusterrole", grant, "--ignore-not-found", check=False)
 
     request.addfinalizer(cleanup)
     t0 = time.monotonic()
@@ -211,7 +188,6 @@ def test_helm_install_runs_upgrade_and_uninstall(
             "humanizer.dev/autoscaled-by"] == f"{FULLNAME}-operator"
 
         lap("installed")
-        grant_namespace_listing(kubectl, namespace, f"{FULLNAME}-operator")
         sa_kubeconfig = service_account_kubeconfig(cluster, kubectl, namespace, f"{FULLNAME}-operator",
                                                    tmp_path / "operator-sa.kubeconfig")
         local_only = {"MONITORING_PROMETHEUS_PORT": "0"}
@@ -299,7 +275,7 @@ def test_helm_install_runs_upgrade_and_uninstall(
             outputs.append(status["outputRef"]["name"])
 
             lap("job 2 done")
-            # the operator ran on the chart's RBAC (+ the namespaces grant above): no request was refused
+            # the operator ran on the chart's own RBAC: no request was refused
             assert "Forbidden" not in operator_logs(), operator_logs()
 
             # delete the jobs while the operator runs (it removes its finalizer); the outputs go with them
