@@ -39,7 +39,7 @@ test-integration: venv ## real Redis server, real Celery worker processes, fake 
 	$(PYTEST) tests/integration -m integration $(PYTEST_ARGS)
 
 lint: venv ## ruff + mypy
-	$(UV) run --frozen ruff check service operator tests bench
+	$(UV) run --frozen ruff check service operator tests bench tools
 	$(UV) run --frozen mypy
 
 fmt: venv

@@ -164,7 +164,7 @@ def _rate(fn: str, selector: str, data: Scrapes) -> dict[Labels, list[float]]:
             delta = points[i] - points[j] if points[i] >= points[j] else points[i]
             span = max(1e-9, times[i] - times[j])
             values.append(delta if fn == "increase" else delta / span)
-        out[tuple((k, v) for k, v in labels if k != "le") + ((("le", dict(labels)["le"]),) if "le" in dict(labels) else ())] = values
+        out[labels] = values
     return out
 
 
@@ -189,7 +189,8 @@ def _quantile(q: float, buckets: dict[Labels, list[float]]) -> dict[Labels, list
             value = math.nan
             for le, c in counts:
                 if c >= rank:
-                    value = prev_le if math.isinf(le) else prev_le + (le - prev_le) * (rank - prev_c) / max(1e-12, c - prev_c)
+                    share = (rank - prev_c) / max(1e-12, c - prev_c)
+                    value = prev_le if math.isinf(le) else prev_le + (le - prev_le) * share
                     break
                 prev_le, prev_c = (le if not math.isinf(le) else prev_le), c
             series.append(value)
