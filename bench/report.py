@@ -64,8 +64,60 @@ def write_json(results_dir: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
+LABELS = {
+    "ours": "ours (Celery chord via OrchestrationService)",
+    "plain_celery": "plain Celery chord",
+    "asyncio_aiohttp": "asyncio + AsyncOpenAI (aiohttp)",
+    "asyncio_httpx": "asyncio + AsyncOpenAI (httpx)",
+}
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+
+
+def plot_svg(results_dir: Path, curve: dict[int, dict[str, float]]) -> Path:
+    """The same plot as hand-written SVG, for an environment without matplotlib."""
+    ws = sorted(curve)
+    width, height, left, bottom, top, right = 640, 380, 60, 50, 30, 250
+    pw, ph = width - left - right, height - top - bottom
+
+    def x(i: int) -> float:
+        return left + (pw * i / max(1, len(ws) - 1) if len(ws) > 1 else pw / 2)
+
+    def y(v: float) -> float:
+        return top + ph * (1 - min(v, 1.1) / 1.1)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="18" font-size="13">Fan-out efficiency vs W (N = 10·W)</text>',
+    ]
+    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 30}" y="{y(v) + 4:.1f}">{v:.2f}</text>'
+        )
+    for i, w in enumerate(ws):
+        parts.append(f'<text x="{x(i) - 8:.1f}" y="{top + ph + 18}">{w}</text>')
+    for k, (key, label) in enumerate(LABELS.items()):
+        pts = [(i, curve[w][key]) for i, w in enumerate(ws) if key in curve[w]]
+        if not pts:
+            continue
+        c = COLOURS[k]
+        parts.append(
+            f'<polyline fill="none" stroke="{c}" stroke-width="2" points="'
+            + " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in pts)
+            + '"/>'
+        )
+        parts += [f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{c}"/>' for i, v in pts]
+        parts.append(f'<text x="{left + pw + 15}" y="{top + 15 + 18 * k}" fill="{c}">{label}</text>')
+    parts.append(f'<text x="{left + pw / 2 - 20:.1f}" y="{height - 10}">W</text></svg>')
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / "efficiency.svg"
+    path.write_text("\n".join(parts))
+    return path
+
+
 def plot_efficiency(results_dir: Path, curve: dict[int, dict[str, float]], latency: float) -> Path | None:
-    """Efficiency vs W for ours, plain Celery and asyncio (PNG via matplotlib; None if unavailable)."""
+    """Efficiency vs W for ours, plain Celery and asyncio: PNG via matplotlib, else SVG by hand."""
     if not curve:
         return None
     try:
@@ -74,16 +126,10 @@ def plot_efficiency(results_dir: Path, curve: dict[int, dict[str, float]], laten
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return None
+        return plot_svg(results_dir, curve)
     ws = sorted(curve)
-    labels = {
-        "ours": "ours (Celery chord via OrchestrationService)",
-        "plain_celery": "plain Celery chord",
-        "asyncio_aiohttp": "asyncio + AsyncOpenAI (aiohttp)",
-        "asyncio_httpx": "asyncio + AsyncOpenAI (httpx)",
-    }
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for key, label in labels.items():
+    for key, label in LABELS.items():
         pts = [(w, curve[w][key]) for w in ws if key in curve[w]]
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)

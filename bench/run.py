@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nmachine: {meta['machine']['cpus']} cores, {meta['machine']['memory_gib']} GiB, "
         f"Python {meta['machine']['python']}, Celery {meta['machine']['celery']}; {meta['seconds']} s"
     )
-    print(f"results: {path} (and latest.json)" + (f"; plot: {plot}" if plot else "; plot: matplotlib missing"))
+    print(f"results: {path} (and latest.json)" + (f"; plot: {plot}" if plot else ""))
     return 1 if errors else 0
 
 

@@ -40,13 +40,17 @@ def _pattern(key: str) -> str:
     return re.sub(r"[0-9a-f]{32}", "<job>", re.sub(r"(?<=:)\d+", "<i>", key))
 
 
-def _leftovers(r: Any, before: set[bytes]) -> dict[str, Any]:
+def _s(key: str | bytes) -> str:
+    return key.decode() if isinstance(key, bytes) else key
+
+
+def _leftovers(r: Any, before: set[Any]) -> dict[str, Any]:
     keys = set(r.scan_iter(count=1000)) - before
-    no_ttl = sorted(k.decode() for k in keys if r.ttl(k) == -1)
+    no_ttl = sorted(_s(k) for k in keys if r.ttl(k) == -1)
     patterns: Counter[str] = Counter()
     ttls: dict[str, int] = {}
     for k in keys:
-        p = _pattern(k.decode())
+        p = _pattern(_s(k))
         patterns[p] += 1
         ttls.setdefault(p, int(r.ttl(k)))
     return {
@@ -100,7 +104,7 @@ def run(ctx: Context) -> list[Row]:
         ctx.fake.configure(latency=0.0, jitter=0.0)
         try:
             samples: list[dict[str, float]] = []
-            base_keys: set[bytes] = set()
+            base_keys: set[Any] = set()
             base: dict[str, float] = {}
             for i in range(cfg.scale_jobs):
                 j = run_job(chunk_texts(cfg.scale_job_chunks, f"leak{i}"))
