@@ -153,8 +153,12 @@ def chunk_texts(n: int, tag: str) -> list[str]:
 
 # ---- process accounting ------------------------------------------------------------------------------
 def _tree(pid: int) -> list[psutil.Process]:
+    """The process and its descendants — except for this (the client) process, whose children are the
+    servers and workers we started and are accounted separately."""
     try:
         p = psutil.Process(pid)
+        if pid == os.getpid():
+            return [p]
         return [p, *p.children(recursive=True)]
     except psutil.NoSuchProcess:
         return []

@@ -37,6 +37,7 @@ def document(size: int) -> str:
 
 
 def _pattern(key: str) -> str:
+    key = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>", key)
     return re.sub(r"[0-9a-f]{32}", "<job>", re.sub(r"(?<=:)\d+", "<i>", key))
 
 
