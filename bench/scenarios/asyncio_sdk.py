@@ -83,7 +83,7 @@ def run(ctx: Context) -> list[Row]:
                 + (
                     f", default httpx {httpx_rate:.0f}/s"
                     if httpx_rate
-                    else ", default httpx client not run at this W (slow; see docs)"
+                    else ", default httpx client not run at this W (quick: W=64 only)"
                 ),
                 details={"n": n, "w": w, "aiohttp": aio, "httpx": hx, "ideal_seconds": ideal},
             )
