@@ -25,19 +25,26 @@ def fake_llm() -> Iterator[object]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def stack(fake_llm: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """Two worker processes × 8 threads using the openai provider against the fake server."""
-    work = tmp_path_factory.mktemp("stack")
-    env = {
+def provider_env(fake_llm: object) -> dict[str, str]:
+    """Workers use the real openai SDK against the fake server, with quick retries."""
+    return {
         "HUMANIZER_PROVIDER": "openai",
         "OPENAI_BASE_URL": fake_llm.url,  # type: ignore[attr-defined]
         "OPENAI_API_KEY": FAKE_KEY,
         "OPENAI_MODEL": "fake-model",
         "OPENAI_TIMEOUT": "5",
         "CELERY_TASK_RETRY_DELAY": "0.2",
-        "CELERY_TASK_RETRY_MAX_DELAY": "5",
         "CELERY_TASK_MAX_RETRIES": "4",
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(fake_llm: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """Two worker processes × 8 threads using the openai provider against the fake server."""
+    work = tmp_path_factory.mktemp("stack")
+    env = {
+        **provider_env(fake_llm),
+        "CELERY_TASK_RETRY_MAX_DELAY": "5",
         "HUMANIZER_KEY_PREFIX": "hzit",
         "LOG_LEVEL": "INFO",
     }
@@ -106,13 +113,7 @@ def make_stack(fake_llm: object, tmp_path_factory: pytest.TempPathFactory) -> It
 
     def factory(workers: int = 2, concurrency: int = 8, **env: str) -> LocalStack:
         base = {
-            "HUMANIZER_PROVIDER": "openai",
-            "OPENAI_BASE_URL": fake_llm.url,  # type: ignore[attr-defined]
-            "OPENAI_API_KEY": FAKE_KEY,
-            "OPENAI_MODEL": "fake-model",
-            "OPENAI_TIMEOUT": "5",
-            "CELERY_TASK_RETRY_DELAY": "0.2",
-            "CELERY_TASK_MAX_RETRIES": "4",
+            **provider_env(fake_llm),
             "HUMANIZER_CHUNK_CACHE_TTL_SECONDS": "0",
             **FAST_RECOVERY_ENV,
         }

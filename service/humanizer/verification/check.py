@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, Field, model_validator
 
-from humanizer.verification.facts import CATEGORIES, Analysis, Facts, ambiguous_readings, analyse
+from humanizer.verification.facts import CATEGORIES, Analysis, FactLists, Facts, ambiguous_readings, analyse
 
 MAX_VALUE_CHARS = 60
 MAX_ERROR_CHARS = 200
@@ -69,15 +69,8 @@ class VerificationOptions(BaseModel):
         return flag[category]
 
 
-class FactDiff(BaseModel):
+class FactDiff(FactLists):
     """Fact values per category (normalised; each value at most ~60 characters)."""
-
-    numbers: list[str] = Field(default_factory=list)
-    dates: list[str] = Field(default_factory=list)
-    urls: list[str] = Field(default_factory=list)
-    emails: list[str] = Field(default_factory=list)
-    quotes: list[str] = Field(default_factory=list)
-    names: list[str] = Field(default_factory=list)
 
     def total(self) -> int:
         return sum(len(getattr(self, c)) for c in CATEGORIES)

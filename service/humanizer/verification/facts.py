@@ -43,8 +43,8 @@ MAX_QUOTE_CHARS = 1000
 # Model
 
 
-class Facts(BaseModel):
-    """Normalised facts of a text, one sorted list of distinct values per category."""
+class FactLists(BaseModel):
+    """One list of normalised values per fact category (the shape of Facts and of report diffs)."""
 
     numbers: list[str] = Field(default_factory=list)
     dates: list[str] = Field(default_factory=list)
@@ -52,6 +52,10 @@ class Facts(BaseModel):
     emails: list[str] = Field(default_factory=list)
     quotes: list[str] = Field(default_factory=list)
     names: list[str] = Field(default_factory=list)
+
+
+class Facts(FactLists):
+    """Normalised facts of a text, one sorted list of distinct values per category."""
 
     # category -> normalised value -> first surface form seen (for readable messages; not serialised)
     _surface: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
