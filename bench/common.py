@@ -267,6 +267,16 @@ def local_stack(ctx: Context, workers: int, concurrency: int, **env: str) -> Ite
         reset_settings_cache()
 
 
+def process_groups(ctx: Context, stack: Any) -> dict[str, list[int]]:
+    """The processes whose CPU a scenario accounts for, by role."""
+    return {
+        "client": [os.getpid()],
+        "workers": worker_pids(stack),
+        "redis": [stack.redis.proc.pid],
+        "fake_llm": [ctx.fake.proc.pid],
+    }
+
+
 def worker_pids(stack: Any) -> list[int]:
     return [w.proc.pid for w in stack.pool.workers if w.proc is not None]
 

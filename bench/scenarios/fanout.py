@@ -7,7 +7,6 @@ efficiency = ceil(N/W) × latency / makespan. Targets: ≥ 0.92 at W=64, ≥ 0.8
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from bench.common import (
@@ -19,8 +18,8 @@ from bench.common import (
     layout,
     local_stack,
     median,
+    process_groups,
     ratio,
-    worker_pids,
 )
 from bench.ours import run_job
 
@@ -38,12 +37,7 @@ def run(ctx: Context) -> list[Row]:
         procs, threads = layout(w)
         ideal = ideal_makespan(n, w, cfg.latency)
         with local_stack(ctx, procs, threads) as stack:
-            groups = {
-                "client": [os.getpid()],
-                "workers": worker_pids(stack),
-                "redis": [stack.redis.proc.pid],
-                "fake_llm": [ctx.fake.proc.pid],
-            }
+            groups = process_groups(ctx, stack)
             run_job(chunk_texts(w, f"warm{w}"))  # warm-up: connections, clients, imports
             ours: list[dict[str, Any]] = []
             for rep in range(cfg.repeats):

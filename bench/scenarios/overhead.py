@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bench.common import Context, CpuMeter, Row, chunk_texts, local_stack, median, ratio, worker_pids
+from bench.common import Context, CpuMeter, Row, chunk_texts, local_stack, median, process_groups, ratio
 from bench.ours import run_job
 
 TARGET = 0.6
@@ -29,12 +29,7 @@ def run(ctx: Context) -> list[Row]:
     ctx.fake.configure(latency=0.0, jitter=0.0)
     try:
         with local_stack(ctx, procs, threads) as stack:
-            groups = {
-                "client": [os.getpid()],
-                "workers": worker_pids(stack),
-                "redis": [stack.redis.proc.pid],
-                "fake_llm": [ctx.fake.proc.pid],
-            }
+            groups = process_groups(ctx, stack)
             run_job(chunk_texts(min(n, 100), "ovwarm"))
             ours: list[dict[str, Any]] = []
             for rep in range(cfg.repeats):

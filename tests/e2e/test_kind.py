@@ -22,12 +22,14 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.cluster.helpers import wait_until
 
 from .kind_env import kubectl_path, unavailable_reason
 
@@ -64,15 +66,6 @@ def get_json(*args: str) -> dict[str, Any]:
     return dict(json.loads(kubectl("get", *args, "-o", "json").stdout))
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 1.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def component(name: str) -> dict[str, Any]:
     """The release's Deployment of one component (api, worker, operator)."""
     items = get_json("deployments", "-n", NAMESPACE, "-l",
@@ -98,7 +91,7 @@ def wait_phase(name: str, timeout: float) -> dict[str, Any]:
         return last.get("phase") in {"Succeeded", "Failed"}
 
     try:
-        wait_until(done, timeout, f"HumanizeJob {name} to finish")
+        wait_until(done, timeout, f"HumanizeJob {name} to finish", interval=1.0)
     except AssertionError as exc:
         logs = kubectl("logs", f"deployment/{component('operator')['metadata']['name']}", "-n", NAMESPACE,
                        "--tail=60", check=False).stdout
@@ -201,7 +194,8 @@ def test_burst_scales_workers_up_and_back_down(burst_settings: tuple[str, int]) 
     def replicas() -> int:
         return int(get_json("deployment", worker, "-n", NAMESPACE)["spec"].get("replicas") or 0)
 
-    wait_until(lambda: replicas() == minimum, BURST_WINDOW + 120, f"the worker Deployment at its minimum {minimum}")
+    wait_until(lambda: replicas() == minimum, BURST_WINDOW + 120,
+               f"the worker Deployment at its minimum {minimum}", interval=1.0)
     name = f"e2e-burst-{uuid.uuid4().hex[:6]}"
     job = {"apiVersion": "humanizer.dev/v1alpha1", "kind": "HumanizeJob", "metadata": {"name": name},
            "spec": {"input": {"text": document(BURST_CHUNKS)}, "chunking": {"maxTokens": 40},
@@ -227,7 +221,7 @@ def test_burst_scales_workers_up_and_back_down(burst_settings: tuple[str, int]) 
         assert minimum < peak["spec"] <= BURST_MAX_REPLICAS, peak
 
         drained = time.monotonic()
-        wait_until(lambda: replicas() == minimum, BURST_WINDOW + 120, f"the scale-down to {minimum}")
+        wait_until(lambda: replicas() == minimum, BURST_WINDOW + 120, f"the scale-down to {minimum}", interval=1.0)
         print(f"scale-down {time.monotonic() - drained:.1f}s after the job finished (window {BURST_WINDOW}s)")
 
         def pods_follow() -> bool:
@@ -235,6 +229,7 @@ def test_burst_scales_workers_up_and_back_down(burst_settings: tuple[str, int]) 
                             f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=worker")["items"]
             return len([p for p in pods if not p["metadata"].get("deletionTimestamp")]) == minimum
 
-        wait_until(pods_follow, 400, f"{minimum} worker pod(s) left")  # warm shutdown: up to the grace period
+        # warm shutdown: up to the grace period
+        wait_until(pods_follow, 400, f"{minimum} worker pod(s) left", interval=1.0)
     finally:
         delete_hj(name)
