@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     # --- reliability ---------------------------------------------------------------------
     max_redeliveries: int = Field(
         3, ge=0, le=100, validation_alias=_env("HUMANIZER_MAX_REDELIVERIES", "max_redeliveries"),
-        description="deliveries beyond retries+1 after which a chunk is poison and dead-lettered",
+        description="starts of a chunk's call that never reported back (the worker died) before it is poison",
     )
     reconcile_interval_seconds: float = Field(
         15.0, ge=0.0, validation_alias=_env("HUMANIZER_RECONCILE_INTERVAL_SECONDS", "reconcile_interval_seconds"),
@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     rate_limit_tpm: float = Field(0.0, ge=0.0, validation_alias=_env("HUMANIZER_RATE_LIMIT_TPM", "rate_limit_tpm"))
     rate_limit_burst_seconds: float = Field(
         0.0, ge=0.0, validation_alias=_env("HUMANIZER_RATE_LIMIT_BURST_SECONDS", "rate_limit_burst_seconds")
+    )
+    rate_limit_headroom: float = Field(
+        0.02, ge=0.0, le=0.5, validation_alias=_env("HUMANIZER_RATE_LIMIT_HEADROOM", "rate_limit_headroom"),
+        description="fraction kept below the configured limits: requests reach the provider with jitter, and "
+        "a provider counting them in a sliding window would otherwise see an occasional excess (a 429)",
+    )
+    batch_size: int = Field(
+        8, ge=1, le=256, validation_alias=_env("HUMANIZER_BATCH_SIZE", "batch_size"),
+        description="chunks per worker task; a worker process runs concurrency x batch_size provider calls at once",
     )
     chunk_cache_ttl_seconds: int = Field(
         7 * 24 * 3600, ge=0, validation_alias=_env("HUMANIZER_CHUNK_CACHE_TTL_SECONDS", "chunk_cache_ttl_seconds"),

@@ -40,15 +40,16 @@ def provider_env(fake_llm: object) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def stack(fake_llm: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """Two worker processes × 8 threads using the openai provider against the fake server."""
+    """Two worker processes × 4 batches × 4 chunks (32 calls in flight), openai provider, fake server."""
     work = tmp_path_factory.mktemp("stack")
     env = {
         **provider_env(fake_llm),
         "CELERY_TASK_RETRY_MAX_DELAY": "5",
         "HUMANIZER_KEY_PREFIX": "hzit",
+        "HUMANIZER_BATCH_SIZE": "4",
         "LOG_LEVEL": "INFO",
     }
-    with LocalStack(workers=2, concurrency=8, env=env, work_dir=work) as s:
+    with LocalStack(workers=2, concurrency=4, env=env, work_dir=work) as s:
         yield s
     reset_settings_cache()
 
@@ -115,6 +116,7 @@ def make_stack(fake_llm: object, tmp_path_factory: pytest.TempPathFactory) -> It
         base = {
             **provider_env(fake_llm),
             "HUMANIZER_CHUNK_CACHE_TTL_SECONDS": "0",
+            "HUMANIZER_BATCH_SIZE": "4",
             **FAST_RECOVERY_ENV,
         }
         s = LocalStack(workers, concurrency, env={**base, **env}, work_dir=tmp_path_factory.mktemp("chaos"))

@@ -65,7 +65,7 @@ def test_pre_split_chunks_python_api(svc: OrchestrationService) -> None:
     chunks = [f"Chunk number {i} is here. Furthermore, it utilizes tools." for i in range(5)]
     job = svc.process_text_parallel(chunks, "Make it sound natural and friendly.")
     assert set(job) >= {"job_id", "task_ids", "estimated_completion_time"}
-    assert len(job["task_ids"]) == 5
+    assert job["task_ids"] == [f"{job['job_id']}:0", f"{job['job_id']}:4"]  # batches of 4 (the stack's size)
     assert job["estimated_completion_time"] > time.time() - 1
     wait_done(svc, job["job_id"])
     status = svc.get_job_status(job["job_id"], job["task_ids"])

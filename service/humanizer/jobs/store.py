@@ -13,7 +13,7 @@ Keys (prefix ``hz`` by default)::
     hz:job:<id>:flags    hash   index -> why a chunk kept its original text (altered placeholders)
     hz:job:<id>:result   string the merged document (first writer wins)
     hz:job:<id>:report   string verification report JSON
-    hz:job:<id>:deliveries hash task id -> times a worker started it (poison detection)
+    hz:job:<id>:deliveries hash chunk index -> starts of its call that never reported back (poison detection)
     hz:jobs              zset   job id -> created_at (listing)
     hz:active            zset   unfinished job id -> time of its last progress (reconciler)
 """
@@ -185,6 +185,25 @@ class JobStore:
             raise JobNotFound(f"{job_id} chunk {index}")
         return json.loads(raw)
 
+    def chunks_at(self, job_id: str, indices: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Several chunks by index in one round trip; raises ``JobNotFound`` if one is missing."""
+        indices = list(indices)
+        if not indices:
+            return {}
+        raw = self.r.hmget(self.key(job_id, "chunks"), [str(i) for i in indices])
+        missing = [i for i, v in zip(indices, raw, strict=True) if v is None]
+        if missing:
+            raise JobNotFound(f"{job_id} chunks {missing[:5]}")
+        return {i: json.loads(v) for i, v in zip(indices, raw, strict=True)}
+
+    def missing_outputs(self, job_id: str, indices: Iterable[int]) -> list[int]:
+        """Those of ``indices`` that have no stored output yet, in order."""
+        indices = list(indices)
+        if not indices:
+            return []
+        stored = self.r.hmget(self.key(job_id, "out"), [str(i) for i in indices])
+        return [i for i, v in zip(indices, stored, strict=True) if v is None]
+
     def chunks(self, job_id: str) -> dict[int, dict[str, Any]]:
         raw = self.r.hgetall(self.key(job_id, "chunks"))
         return {int(i): json.loads(v) for i, v in raw.items()}
@@ -250,9 +269,15 @@ class JobStore:
         keys = [self.key(job_id), self.key(job_id, "fail"), self.active_key]
         return bool(self._record_failure(keys=keys, args=[index, json.dumps(info), time.time(), job_id]))
 
-    def count_delivery(self, job_id: str, task_id: str) -> int:
-        """Count one more start of the message ``task_id``; returns the count including this one."""
-        return int(self.r.hincrby(self.key(job_id, "deliveries"), task_id, 1))
+    def count_starts(self, job_id: str, indices: Iterable[int], amount: int = 1) -> dict[int, int]:
+        """Count a start of each chunk's call (``amount=-1``: an attempt that reported back, e.g. failed and
+        will retry). What remains counts the starts that never reported: the worker died (poison detection).
+        Returns each chunk's count after the change."""
+        indices = list(indices)
+        pipe = self.r.pipeline(transaction=False)
+        for i in indices:
+            pipe.hincrby(self.key(job_id, "deliveries"), str(i), amount)
+        return {i: int(n) for i, n in zip(indices, pipe.execute(), strict=True)}
 
     def active_jobs(self, idle_for: float = 0.0) -> list[tuple[str, float]]:
         """Unfinished jobs whose last progress is at least ``idle_for`` seconds old."""
@@ -260,8 +285,9 @@ class JobStore:
         rows = self.r.zrangebyscore(self.active_key, "-inf", upper, withscores=True)
         return [(job_id, float(score)) for job_id, score in rows]
 
-    def touch(self, job_id: str) -> None:
-        self.r.zadd(self.active_key, {job_id: time.time()}, xx=True)
+    def touch(self, job_id: str, quiet_for: float = 0.0) -> None:
+        """Mark progress now; ``quiet_for``: no progress is expected for that many seconds (a retry countdown)."""
+        self.r.zadd(self.active_key, {job_id: time.time() + quiet_for}, xx=True)
 
     def clear_failure(self, job_id: str, index: int) -> bool:
         keys = [self.key(job_id), self.key(job_id, "fail")]

@@ -58,6 +58,10 @@ class Provider(Protocol):
         """Rewrite one chunk; raises ``ProviderError`` on failure."""
         ...
 
+    async def arewrite(self, request: RewriteRequest) -> RewriteResult:
+        """The same on an event loop (the workers' path)."""
+        ...
+
 
 #: Provider names accepted by job submission.
 PROVIDERS: tuple[str, ...] = ("offline", "openai", "echo")

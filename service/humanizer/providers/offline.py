@@ -301,7 +301,17 @@ def rewrite_text(text: str, style: Style | str = Style.NEUTRAL, custom_prompt: s
     return "".join(out)
 
 
-class OfflineProvider:
+class _LocalProvider:
+    """Providers that compute in-process: the async path is the sync one (no I/O to wait on)."""
+
+    def rewrite(self, request: RewriteRequest) -> RewriteResult:
+        raise NotImplementedError
+
+    async def arewrite(self, request: RewriteRequest) -> RewriteResult:
+        return self.rewrite(request)
+
+
+class OfflineProvider(_LocalProvider):
     """Phrase-level rewriting on this machine; no language model is involved."""
 
     name = "offline"
@@ -325,7 +335,7 @@ class OfflineProvider:
         )
 
 
-class EchoProvider:
+class EchoProvider(_LocalProvider):
     """Returns the text unchanged (round-trip tests)."""
 
     name = "echo"

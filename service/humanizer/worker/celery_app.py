@@ -60,7 +60,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_default_queue": CHUNK_QUEUE,
         "task_default_priority": 3,
         "task_routes": {
-            "humanizer.humanize_chunk": {"queue": CHUNK_QUEUE},
+            "humanizer.humanize_batch": {"queue": CHUNK_QUEUE},
             "humanizer.merge": {"queue": CONTROL_QUEUE},
             "humanizer.verify": {"queue": CONTROL_QUEUE},
         },

@@ -1,11 +1,14 @@
-"""The three Celery tasks: ``humanize_chunk`` (fan-out), ``merge`` (chord callback) and ``verify``.
+"""The three Celery tasks: ``humanize_batch`` (fan-out), ``merge`` (chord callback) and ``verify``.
 
 Every task is idempotent, so at-least-once delivery (acks_late, redelivery after a lost worker) can
 never change or double a result:
 
-- ``humanize_chunk`` stores its output first-writer-wins and skips work whose output already exists;
-  it never raises for a chunk that failed for good — it dead-letters the chunk and returns, so the
-  chord's callback still runs and can say precisely what failed.
+- ``humanize_batch`` rewrites a few chunks of one job (``HUMANIZER_BATCH_SIZE``), all at once on the
+  process's event loop (``worker/engine.py``). Each chunk's output is stored first-writer-wins as soon as
+  it arrives, and chunks whose output exists are skipped, so a redelivered or retried batch only calls the
+  provider for what is still missing. Retryable failures retry the batch (countdown: the largest of its
+  chunks' backoffs, Retry-After honoured); a chunk that failed for good is dead-lettered and the task
+  returns, so the chord's callback still runs and can say precisely what failed.
 - ``merge`` reads outputs by index from Redis (not from the chord's result list), checks that all N
   chunks are there exactly once, and writes the document first-writer-wins.
 - ``verify`` recomputes the same report from the same stored data.
@@ -13,13 +16,15 @@ never change or double a result:
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import functools
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.signals import worker_ready
 
 from humanizer import metrics
@@ -36,6 +41,7 @@ from humanizer.ratelimit import Limits, RateLimiter
 from humanizer.redis_client import get_redis
 from humanizer.worker import chunk_cache
 from humanizer.worker.celery_app import app
+from humanizer.worker.engine import get_engine
 from humanizer.worker.retry_policy import retry_countdown
 
 log = get_logger("humanizer.worker")
@@ -76,7 +82,8 @@ def _provider(name: str, model: str) -> Provider:
 @functools.cache
 def _limiter(name: str, model: str) -> RateLimiter:
     s = get_settings()
-    limits = Limits(s.rate_limit_rpm, s.rate_limit_tpm, s.rate_limit_burst_seconds)
+    keep = 1.0 - s.rate_limit_headroom  # stay a little under the provider's limit: arrival jitter is not ours
+    limits = Limits(s.rate_limit_rpm * keep, s.rate_limit_tpm * keep, s.rate_limit_burst_seconds)
     return RateLimiter(get_redis(s), f"{name}:{model}", limits, prefix=s.key_prefix)
 
 
@@ -88,6 +95,10 @@ class _Delayed:
 
     def rewrite(self, request: RewriteRequest) -> RewriteResult:
         time.sleep(self.seconds)
+        return self.inner.rewrite(request)
+
+    async def arewrite(self, request: RewriteRequest) -> RewriteResult:
+        await asyncio.sleep(self.seconds)
         return self.inner.rewrite(request)
 
 
@@ -110,65 +121,114 @@ def _over_budget(store: JobStore, meta: dict[str, str]) -> str | None:
     return None
 
 
-@app.task(bind=True, name="humanizer.humanize_chunk", acks_late=True)
-def humanize_chunk(self: Task, job_id: str, index: int) -> dict[str, Any]:
+@app.task(bind=True, name="humanizer.humanize_batch", acks_late=True)
+def humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, Any]:
     wait = metrics.queue_wait_seconds(self.request)
     if wait is not None:
         metrics.observe_queue_wait(wait, "humanize")
-    started = time.monotonic()
-    outcome = "error"
-    try:
-        with metrics.task_in_flight("humanize_chunk"):
-            result = _humanize_chunk(self, job_id, index)
-        outcome = str(result.get("outcome", "stored"))
-        return result
-    except Retry:
-        outcome = "retry"
-        raise
-    finally:
-        metrics.observe_chunk(outcome, time.monotonic() - started)
+    return _humanize_batch(self, job_id, [int(i) for i in indices])
 
 
-def _humanize_chunk(self: Task, job_id: str, index: int) -> dict[str, Any]:
+@dataclass
+class _Call:
+    """What happened to one chunk's provider call inside a batch."""
+
+    index: int
+    outcome: str  # stored | duplicate | skipped | failed | placeholders
+    seconds: float = 0.0
+    error: ProviderError | None = None
+
+
+def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, Any]:
     s = get_settings()
     store = get_store(s)
-    bound = log.bind(job_id=job_id, chunk_id=index, task_id=self.request.id)
+    bound = log.bind(job_id=job_id, task_id=self.request.id)
+    summary: dict[str, Any] = {"job_id": job_id, "chunks": len(indices)}
     try:
         meta = store.meta(job_id)
     except JobNotFound:
-        bound.warning("chunk.job_missing")
-        return {"index": index, "outcome": "job_missing"}
+        bound.warning("batch.job_missing")
+        _count(indices, "job_missing")
+        return {**summary, "outcome": "job_missing"}
     if meta["status"] in (JobStatus.CANCELLED, JobStatus.FAILURE):
-        store.incr(job_id, "skipped")
-        bound.info("chunk.skipped", reason=meta["status"].lower())
-        return {"index": index, "outcome": "skipped"}
-    if store.r.hexists(store.key(job_id, "out"), str(index)):
-        bound.info("chunk.duplicate_delivery")
-        return {"index": index, "outcome": "duplicate"}
+        return _skip(store, job_id, indices, bound, summary, meta["status"].lower())
 
-    deliveries = store.count_delivery(job_id, str(self.request.id))
-    redeliveries = deliveries - 1 - self.request.retries  # starts of this same message beyond its retries
-    if redeliveries > s.max_redeliveries:
-        err = ProviderError("invalid_response", f"poison: started {deliveries} times without finishing")
-        return _dead_letter(self, store, job_id, index, err, deliveries, kind="poison")
+    todo = store.missing_outputs(job_id, indices)
+    if len(todo) < len(indices) and self.request.retries == 0:
+        bound.info("batch.duplicate_delivery", already_stored=len(indices) - len(todo))
+        _count(indices[: len(indices) - len(todo)], "duplicate")
+    if not todo:
+        return {**summary, "outcome": "duplicate"}
+
+    starts = store.count_starts(job_id, todo)  # this start included; attempts that reported back are not
+    poisoned = [i for i in todo if starts[i] - 1 > s.max_redeliveries]
+    for i in poisoned:
+        err = ProviderError("invalid_response", f"poison: started {starts[i]} times without finishing")
+        _dead_letter(self, store, job_id, i, err, starts[i], kind="poison")
+    todo = [i for i in todo if i not in poisoned]
     if meta["status"] == JobStatus.PENDING:
         store.set_status(job_id, JobStatus.STARTED, phase="rewriting")
     budget = _over_budget(store, meta)
     if budget:
         finish(store, job_id, JobStatus.FAILURE, phase="stopped", error=f"stopped: {budget}")
+        bound.warning("batch.budget_exhausted")
+        return _skip(store, job_id, todo, bound, summary, "budget")
+
+    chunks = store.chunks_at(job_id, todo)
+    keys = {i: chunk_cache.cache_key(store.prefix, meta, chunks[i]) for i in todo} if s.chunk_cache_ttl_seconds else {}
+    hits = chunk_cache.get_many(store.r, keys)
+    for i, text in hits.items():
+        store.save_output(job_id, i, text, 0, 0)
+    if hits:
+        store.incr(job_id, "cache_hits", len(hits))
+        _count(list(hits), "cached")
+    todo = [i for i in todo if i not in hits]
+
+    calls = get_engine().run(_call_all(self.request.retries, store, job_id, meta, chunks, keys, todo)) if todo else []
+    seconds = [c.seconds for c in calls if c.outcome in ("stored", "duplicate")]
+    if seconds:
+        _record_chunk_seconds(store, sum(seconds) / len(seconds))
+    outcomes = collections.Counter(c.outcome for c in calls)
+    bound.info(
+        "batch.done", chunks=len(indices), cached=len(hits), poisoned=len(poisoned),
+        attempt=self.request.retries + 1, **dict(sorted(outcomes.items())),
+    )
+    _settle_failures(self, store, job_id, chunks, calls, bound)
+    return {**summary, "outcome": "done", **outcomes}
+
+
+def _skip(
+    store: JobStore, job_id: str, indices: list[int], bound: Any, summary: dict[str, Any], reason: str
+) -> dict[str, Any]:
+    if indices:
+        store.incr(job_id, "skipped", len(indices))
+    _count(indices, "skipped")
+    bound.info("batch.skipped", reason=reason, chunks=len(indices))
+    return {**summary, "outcome": "skipped"}
+
+
+def _count(indices: list[int], outcome: str, seconds: float = 0.0) -> None:
+    for _ in indices:
+        metrics.observe_chunk(outcome, seconds)
+
+
+async def _call_all(
+    retries: int, store: JobStore, job_id: str, meta: dict[str, str], chunks: dict[int, dict[str, Any]],
+    keys: dict[int, str], todo: list[int],
+) -> list[_Call]:
+    """Run the provider calls of one batch concurrently on the engine's loop."""
+    calls = [_call_one(retries, store, job_id, meta, i, chunks[i], keys.get(i, "")) for i in todo]
+    return list(await asyncio.gather(*calls))
+
+
+async def _call_one(
+    retries: int, store: JobStore, job_id: str, meta: dict[str, str], index: int, chunk: dict[str, Any], key: str
+) -> _Call:
+    s = get_settings()
+    if store.status(job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):  # last look before spending a call
         store.incr(job_id, "skipped")
-        bound.warning("chunk.budget_exhausted")
-        return {"index": index, "outcome": "skipped"}
-
-    chunk = store.chunk(job_id, index)
-    key = chunk_cache.cache_key(store.prefix, meta, chunk) if s.chunk_cache_ttl_seconds else ""
-    cached = chunk_cache.get(store.r, key) if key else None
-    if cached is not None:
-        first = store.save_output(job_id, index, cached, 0, 0)
-        store.incr(job_id, "cache_hits")
-        bound.info("chunk.done", stored=first, cache="hit")
-        return {"index": index, "outcome": "cached"}
-
+        metrics.observe_chunk("skipped", 0.0)
+        return _Call(index, "skipped")
     provider_name, model = meta.get("provider") or s.provider, meta.get("model") or s.openai_model
     masked = mask(chunk["text"])
     request = RewriteRequest(
@@ -183,77 +243,87 @@ def _humanize_chunk(self: Task, job_id: str, index: int) -> dict[str, Any]:
     )
     estimate = int(chunk.get("tokens") or 0) * 2 + 200
     limiter = _limiter(provider_name, model)
-    waited = limiter.acquire(tokens=estimate)
+    waited = limiter.reserve(tokens=estimate)
     if limiter.limits.enabled:
         metrics.observe_rate_limit_wait(waited)
-    if waited > 0.5:
-        bound.debug("chunk.rate_limited", waited=round(waited, 3))
+    if waited > 0:
+        await asyncio.sleep(waited)
+        if store.status(job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):
+            store.incr(job_id, "skipped")
+            metrics.observe_chunk("skipped", 0.0)
+            return _Call(index, "skipped")
     provider = _provider(provider_name, model)
-    if store.status(job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):  # last look before spending a call
-        store.incr(job_id, "skipped")
-        return {"index": index, "outcome": "skipped"}
-
     started = time.monotonic()
-    attempts = self.request.retries + 1
-    try:
-        result = provider.rewrite(request)
-    except SoftTimeLimitExceeded:
-        metrics.observe_provider("timeout", time.monotonic() - started, provider_name)
-        return _handle_failure(self, store, job_id, index, ProviderError.timeout("chunk soft time limit"), attempts)
-    except ProviderError as err:
-        metrics.observe_provider(err.status_code or err.kind.value, time.monotonic() - started, provider_name)
-        return _handle_failure(self, store, job_id, index, err, attempts)
+    with metrics.task_in_flight("humanize_chunk"):
+        try:
+            result = await asyncio.wait_for(provider.arewrite(request), timeout=s.celery_task_soft_time_limit)
+        except TimeoutError:
+            metrics.observe_provider("timeout", time.monotonic() - started, provider_name)
+            return _Call(index, "failed", time.monotonic() - started, ProviderError.timeout("chunk time limit"))
+        except ProviderError as err:
+            metrics.observe_provider(err.status_code or err.kind.value, time.monotonic() - started, provider_name)
+            return _Call(index, "failed", time.monotonic() - started, err)
     metrics.observe_provider(200, time.monotonic() - started, provider_name)
     metrics.observe_tokens(
         result.input_tokens, result.output_tokens, provider_name, model,
         cost_usd=cost_usd(store.prices, model, result.input_tokens, result.output_tokens),
     )
     limiter.settle(estimate, result.input_tokens + result.output_tokens)
-
-    output = chunk["text"]
     try:
         output = unmask(result.text, masked.spans)
     except PlaceholderError as err:
-        if self.request.retries < s.celery_task_max_retries:
-            store.incr(job_id, "retries")
-            bound.warning("chunk.placeholders_altered", attempt=attempts, action="retry")
-            raise self.retry(countdown=retry_countdown(0, s.celery_task_retry_delay, 5.0, rng=_rng)) from err
-        store.r.hset(store.key(job_id, "flags"), str(index), str(err))
-        bound.warning("chunk.placeholders_altered", attempt=attempts, action="kept_original")
-    else:
-        if key:
-            chunk_cache.put(store.r, key, output, s.chunk_cache_ttl_seconds)
-
+        return _Call(index, "placeholders", time.monotonic() - started, ProviderError("invalid_response", str(err)))
+    if key:
+        chunk_cache.put(store.r, key, output, s.chunk_cache_ttl_seconds)
     first = store.save_output(job_id, index, output, result.input_tokens, result.output_tokens)
-    _record_chunk_seconds(store, time.monotonic() - started)
-    bound.info(
-        "chunk.done",
-        stored=first,
-        attempts=attempts,
-        seconds=round(time.monotonic() - started, 3),
-        tokens_in=result.input_tokens,
-        tokens_out=result.output_tokens,
-    )
-    return {"index": index, "outcome": "stored" if first else "duplicate"}
+    seconds = time.monotonic() - started
+    metrics.observe_chunk("stored" if first else "duplicate", seconds)
+    log.debug("chunk.done", job_id=job_id, chunk_id=index, stored=first, attempt=retries + 1,
+              seconds=round(seconds, 3), tokens_in=result.input_tokens, tokens_out=result.output_tokens)
+    return _Call(index, "stored" if first else "duplicate", seconds)
 
 
-def _handle_failure(
-    task: Task, store: JobStore, job_id: str, index: int, err: ProviderError, attempts: int
-) -> dict[str, Any]:
+def _settle_failures(
+    task: Task, store: JobStore, job_id: str, chunks: dict[int, dict[str, Any]], calls: list[_Call], bound: Any
+) -> None:
+    """Dead-letter what failed for good; retry the batch (only its missing chunks run again) for the rest."""
     s = get_settings()
-    if err.retryable and task.request.retries < s.celery_task_max_retries:
-        countdown = retry_countdown(
-            task.request.retries, s.celery_task_retry_delay, s.celery_task_retry_max_delay, err.retry_after, _rng
-        )
-        store.incr(job_id, "retries")
-        store.touch(job_id)  # retrying is progress: the reconciler must not re-drive a job that backs off
-        metrics.count_retry(err.kind.value)
-        log.warning(
-            "chunk.retry", job_id=job_id, chunk_id=index, task_id=task.request.id, error_kind=err.kind.value,
-            status_code=err.status_code, attempt=attempts, countdown=round(countdown, 3),
-        )
-        raise task.retry(countdown=countdown, exc=err)
-    return _dead_letter(task, store, job_id, index, err, attempts)
+    attempts = task.request.retries + 1
+    can_retry = task.request.retries < s.celery_task_max_retries
+    countdowns: list[float] = []
+    retrying: list[int] = []
+    for call in calls:
+        err = call.error
+        if err is None:
+            continue
+        if call.outcome == "placeholders":
+            if can_retry:
+                countdowns.append(retry_countdown(0, s.celery_task_retry_delay, 5.0, rng=_rng))
+                retrying.append(call.index)
+                bound.warning("chunk.placeholders_altered", chunk_id=call.index, attempt=attempts, action="retry")
+                continue
+            store.r.hset(store.key(job_id, "flags"), str(call.index), str(err))
+            store.save_output(job_id, call.index, chunks[call.index]["text"], 0, 0)
+            metrics.observe_chunk("kept_original", call.seconds)
+            bound.warning("chunk.placeholders_altered", chunk_id=call.index, attempt=attempts, action="kept_original")
+        elif err.retryable and can_retry:
+            countdowns.append(retry_countdown(
+                task.request.retries, s.celery_task_retry_delay, s.celery_task_retry_max_delay, err.retry_after, _rng
+            ))
+            retrying.append(call.index)
+            metrics.count_retry(err.kind.value)
+            metrics.observe_chunk("retry", call.seconds)
+            bound.warning("chunk.retry", chunk_id=call.index, error_kind=err.kind.value, status_code=err.status_code,
+                          attempt=attempts)
+        else:
+            _dead_letter(task, store, job_id, call.index, err, attempts)
+    if countdowns:
+        store.count_starts(job_id, retrying, amount=-1)  # these attempts reported back: not poison
+        store.incr(job_id, "retries", len(countdowns))
+        countdown = max(countdowns)  # honours every Retry-After in the batch
+        store.touch(job_id, quiet_for=countdown)  # backing off is progress: the reconciler must not re-drive it
+        bound.info("batch.retry", chunks=len(countdowns), countdown=round(countdown, 3), attempt=attempts)
+        raise task.retry(countdown=countdown)
 
 
 def finish(store: JobStore, job_id: str, status: JobStatus, **fields: Any) -> bool:
