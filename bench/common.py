@@ -91,12 +91,23 @@ class Config:
 
 
 def layout(w: int) -> tuple[int, int]:
-    """W concurrent provider calls in total → (worker processes, threads each): 1–3 processes."""
+    """W concurrent provider calls in total → (worker processes, calls each): 1–3 processes."""
     if w <= 32:
         return 1, w
     if w % 3 == 0 and w >= 96:
         return 3, w // 3
     return 2, w // 2
+
+
+#: Chunks per task for our workers in the fan-out scenarios (HUMANIZER_BATCH_SIZE's default).
+BATCH = 8
+
+
+def our_layout(w: int) -> tuple[int, int, int]:
+    """The same W for our workers: (processes, batches each = Celery threads, chunks per batch)."""
+    procs, calls = layout(w)
+    batch = min(BATCH, calls)
+    return procs, max(1, calls // batch), batch
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Scenario 7 — scale and leaks.
 
-a) A ~1 MB document end to end (chunked by us, W = 64 as 2 × 32), peak RSS of the workers and Redis.
+a) A ~1 MB document end to end (chunked by us, W = 64: 2 processes × 4 batches × 8 chunks), peak RSS
+   of the workers and Redis.
 b) Many small jobs one after another (instant provider); each is deleted once its result is read, as a
    client that has consumed it would. Worker RSS and Redis ``used_memory`` after the warm-up jobs and at
    the end must stay within 10 %. Keys: DBSIZE after the warm-up vs the end; every key that is left must
@@ -69,7 +70,7 @@ def run(ctx: Context) -> list[Row]:
     cfg = ctx.cfg
     rows: list[Row] = []
     text = document(cfg.scale_doc_bytes)
-    with local_stack(ctx, 2, 32, HUMANIZER_MAX_CHUNKS="20000") as stack:
+    with local_stack(ctx, 2, 4, HUMANIZER_MAX_CHUNKS="20000", HUMANIZER_BATCH_SIZE="8") as stack:
         wp, rp = worker_pids(stack), [stack.redis.proc.pid]
         svc = OrchestrationService()
         r = svc.store.r

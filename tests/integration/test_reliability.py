@@ -190,8 +190,9 @@ def test_auth_failure_stops_the_job_with_no_further_calls(make_stack: Any, fake_
     view = svc.wait(job_id, timeout=30)
     took = time.monotonic() - t0
     assert view.status == JobStatus.FAILURE and "quota" in (view.error or ""), view.error
-    # A call that passed its last status check just before the stop is still sent (up to 8 slots), and on a loaded machine it may reach the server after the client saw FAILURE. So let
-    # those land first, bound them by the slots, then demand silence.
+    # A call that passed its last status check just before the stop is still sent (up to 8 slots), and on a
+    # loaded machine it may reach the server after the client saw FAILURE. So let those land first, bound
+    # them by the slots, then demand silence.
     time.sleep(1.0)
     calls_settled = fake_llm.stats()["total"]
     time.sleep(2.0)
