@@ -1,8 +1,8 @@
 """Operator settings from the environment (pydantic-settings).
 
 The autoscaler's names are the chart's (``HUMANIZER_AUTOSCALE_*``, ``HUMANIZER_WORKER_DEPLOYMENT``);
-the worker concurrency and the provider rate limit come from :class:`humanizer.config.Settings`
-(``CELERY_WORKER_CONCURRENCY``, ``HUMANIZER_RATE_LIMIT_RPM``), as do Redis and the provider.
+the worker concurrency, batch size and the provider rate limit come from :class:`humanizer.config.Settings`
+(``CELERY_WORKER_CONCURRENCY``, ``HUMANIZER_BATCH_SIZE``, ``HUMANIZER_RATE_LIMIT_RPM``), as do Redis and the provider.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def policy_from(op: OperatorSettings, hz: Settings) -> ScalingPolicy:
         min_replicas=op.min_replicas,
         max_replicas=op.max_replicas,
         target_per_worker=op.target_per_worker,
-        concurrency=hz.celery_worker_concurrency,
+        concurrency=hz.celery_worker_concurrency * hz.batch_size,  # chunks in flight per pod
         scale_down_stabilization_seconds=op.scale_down_stabilization_seconds,
         scale_to_zero=op.scale_to_zero,
         rate_limit_rpm=hz.rate_limit_rpm,
@@ -92,8 +92,11 @@ class Autoscaler:
         return bool(client.eval(_LEASE, 1, self.lease_key, self.identity, self.lease_ms))
 
     def _work(self, client: redis.Redis) -> tuple[int, int, float]:
-        queued = sum(queue_depths(client, self.op.queues).values())
-        in_flight = unacked_count(client)
+        """Chunks queued and in flight. A message is one batch task of up to ``HUMANIZER_BATCH_SIZE`` chunks;
+        counting every message as a full batch errs towards more workers, by less than one batch per job."""
+        per_message = max(1, self.hz.batch_size)
+        queued = sum(queue_depths(client, self.op.queues).values()) * per_message
+        in_flight = unacked_count(client) * per_message
         raw = client.get(f"{self.hz.key_prefix}:stats:chunk_seconds")
         return queued, in_flight, float(str(raw)) if raw else 2.0
 
