@@ -192,7 +192,7 @@ def _emit_result(view: JobView, out_path: Path | None) -> None:
 @app.command()
 def demo(
     workers: Annotated[int, typer.Option(help="local worker processes")] = 2,
-    concurrency: Annotated[int, typer.Option(help="threads per worker")] = 8,
+    concurrency: Annotated[int, typer.Option(help="batch tasks per worker (x HUMANIZER_BATCH_SIZE calls)")] = 8,
     style: Annotated[str, typer.Option()] = "casual",
     out_path: Annotated[Path, typer.Option("--out", "-o")] = Path("out/demo-humanized.md"),
 ) -> None:
@@ -204,7 +204,9 @@ def demo(
 
 @app.command()
 def worker(
-    concurrency: Annotated[int | None, typer.Option(help="threads/processes (CELERY_WORKER_CONCURRENCY)")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="batch tasks held (CELERY_WORKER_CONCURRENCY), x HUMANIZER_BATCH_SIZE calls")
+    ] = None,
     pool: Annotated[str | None, typer.Option(help="threads, prefork or solo (CELERY_WORKER_POOL)")] = None,
     queues: Annotated[
         str, typer.Option(help="comma-separated queues, served in this order (control first: merges never wait)")

@@ -202,3 +202,30 @@ def test_auth_failure_stops_the_job_with_no_further_calls(make_stack: Any, fake_
     assert calls_later <= 8, f"{calls_later} calls (calls in flight: 8)"
     print(f"\nFIGURE quota: stopped in {took:.2f}s after {calls_later} calls; 0 calls afterwards")
 
+
+
+def test_chunk_that_kills_its_worker_is_dead_lettered_as_poison(make_stack: Any, fake_llm: Any) -> None:
+    """A chunk whose call never reports back (its worker is killed each time) becomes poison after
+    HUMANIZER_MAX_REDELIVERIES unreported starts; the rest of the job is unaffected."""
+    stack: LocalStack = make_stack(workers=1, concurrency=2, HUMANIZER_MAX_REDELIVERIES="1")
+    fake_llm.configure(faults=[{"kind": "timeout", "match": "P-0003", "hang": 60}], latency=0.02)
+    svc = OrchestrationService()
+    job_id = svc.submit_document(numbered_document(12, "P"), chunk_max_tokens=40)["job_id"]
+    assert stack.pool is not None
+    kills = 0
+    deadline = time.monotonic() + 90
+    while not svc.view(job_id).status.terminal and time.monotonic() < deadline:
+        # the poison chunk is in flight and everything else is done: its worker "crashes"
+        if svc.view(job_id).progress.completed == 11 and fake_llm.stats()["in_flight"] >= 1:
+            for w in stack.pool.alive():
+                w.kill()
+            kills += 1
+            stack.pool.add()
+            poll_until(lambda: fake_llm.stats()["in_flight"] == 0, timeout=10)
+        time.sleep(0.1)
+    view = svc.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
+    assert view.status == JobStatus.FAILURE, f"{view.status} after {kills} kills: {view.error}"
+    letters = DeadLetters(svc.store).list(job_id=job_id)
+    assert [(d.chunk_index, d.error_kind) for d in letters] == [(3, "poison")], letters
+    assert view.progress.completed == 11 and kills == 2, f"{kills} kills, {view.progress}"
+    print(f"\nFIGURE poison: dead-lettered after {kills} worker deaths (max redeliveries 1); 11/12 chunks kept")
