@@ -227,5 +227,7 @@ def test_chunk_that_kills_its_worker_is_dead_lettered_as_poison(make_stack: Any,
     assert view.status == JobStatus.FAILURE, f"{view.status} after {kills} kills: {view.error}"
     letters = DeadLetters(svc.store).list(job_id=job_id)
     assert [(d.chunk_index, d.error_kind) for d in letters] == [(3, "poison")], letters
-    assert view.progress.completed == 11 and kills == 2, f"{kills} kills, {view.progress}"
+    # 2 kills, or 1 when the killed message came back twice (re-drive and visibility timeout) and both
+    # copies started the call: every start that never reports back counts
+    assert view.progress.completed == 11 and 1 <= kills <= 2, f"{kills} kills, {view.progress}"
     print(f"\nFIGURE poison: dead-lettered after {kills} worker deaths (max redeliveries 1); 11/12 chunks kept")

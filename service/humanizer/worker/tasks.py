@@ -345,6 +345,7 @@ def _dead_letter(
         attempts=attempts, stops_job=err.stops_job,
     )
     metrics.count_dead_letter(error_kind)
+    metrics.observe_chunk("dead_lettered", 0.0)
     log.error(
         "chunk.dead_lettered", job_id=job_id, chunk_id=index, task_id=task.request.id, error_kind=error_kind,
         status_code=err.status_code, attempts=attempts,
