@@ -259,11 +259,21 @@ class JobStore:
         return list(self.r.zrevrange(self.index_key, offset, offset + limit - 1))
 
     # ---- write --------------------------------------------------------------------------
-    def save_output(self, job_id: str, index: int, text: str, tokens_in: int = 0, tokens_out: int = 0) -> bool:
-        """Store a chunk's output if none is stored yet; True when this call was the first writer."""
+    def save_output(
+        self, job_id: str, index: int, text: str, tokens_in: int = 0, tokens_out: int = 0,
+        cache: tuple[str, int] | None = None,
+    ) -> bool:
+        """Store a chunk's output if none is stored yet; True when this call was the first writer.
+
+        ``cache``: also keep the text under this (key, ttl) for reuse, in the same round trip."""
         keys = [self.key(job_id), self.key(job_id, "out"), self.active_key]
         args: list[Any] = [index, text, tokens_in, tokens_out, time.time(), job_id]
-        return bool(self._save_output(keys=keys, args=args))
+        if cache is None or cache[1] <= 0:
+            return bool(self._save_output(keys=keys, args=args))
+        pipe = self.r.pipeline(transaction=False)
+        self._save_output(keys=keys, args=args, client=pipe)
+        pipe.set(cache[0], text, ex=cache[1])
+        return bool(pipe.execute()[0])
 
     def record_failure(self, job_id: str, index: int, info: Mapping[str, Any]) -> bool:
         keys = [self.key(job_id), self.key(job_id, "fail"), self.active_key]

@@ -225,10 +225,6 @@ async def _call_one(
     retries: int, store: JobStore, job_id: str, meta: dict[str, str], index: int, chunk: dict[str, Any], key: str
 ) -> _Call:
     s = get_settings()
-    if store.status(job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):  # last look before spending a call
-        store.incr(job_id, "skipped")
-        metrics.observe_chunk("skipped", 0.0)
-        return _Call(index, "skipped")
     provider_name, model = meta.get("provider") or s.provider, meta.get("model") or s.openai_model
     masked = mask(chunk["text"])
     request = RewriteRequest(
@@ -246,7 +242,7 @@ async def _call_one(
     waited = limiter.reserve(tokens=estimate)
     if limiter.limits.enabled:
         metrics.observe_rate_limit_wait(waited)
-    if waited > 0:
+    if waited > 0:  # the batch looked at the job's status just before its calls; after a wait, look again
         await asyncio.sleep(waited)
         if store.status(job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):
             store.incr(job_id, "skipped")
@@ -273,9 +269,10 @@ async def _call_one(
         output = unmask(result.text, masked.spans)
     except PlaceholderError as err:
         return _Call(index, "placeholders", time.monotonic() - started, ProviderError("invalid_response", str(err)))
-    if key:
-        chunk_cache.put(store.r, key, output, s.chunk_cache_ttl_seconds)
-    first = store.save_output(job_id, index, output, result.input_tokens, result.output_tokens)
+    first = store.save_output(
+        job_id, index, output, result.input_tokens, result.output_tokens,
+        cache=(key, s.chunk_cache_ttl_seconds) if key else None,
+    )
     seconds = time.monotonic() - started
     metrics.observe_chunk("stored" if first else "duplicate", seconds)
     log.debug("chunk.done", job_id=job_id, chunk_id=index, stored=first, attempt=retries + 1,
