@@ -73,7 +73,9 @@ def stack(
 ) -> Iterator[tuple[Backend, OperatorProcess, PodHarness]]:
     """Redis + fake LLM, one worker pod (run by the harness), the operator watching ``namespace``."""
     with backend(**fake_config) as be:
-        env = be.env
+        # one chunk per task: 4 calls in flight, so the lifecycle tests (cancel, suspend, deadline) catch
+        # their jobs mid-way; batching itself is covered by the integration tier and the autoscaling test
+        env = {**be.env, "HUMANIZER_BATCH_SIZE": "1"}
         kubectl.apply(worker_deployment("worker", env, replicas=1, concurrency=4), namespace=namespace)
         operator_env = {
             **env, "HUMANIZER_WORKER_DEPLOYMENT": "worker", "HUMANIZER_WORKER_NAMESPACE": namespace,
