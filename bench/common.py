@@ -103,11 +103,14 @@ def layout(w: int) -> tuple[int, int]:
 BATCH = 8
 
 
-def our_layout(w: int) -> tuple[int, int, int]:
-    """The same W for our workers: (processes, batches each = Celery threads, chunks per batch)."""
+def our_layout(w: int) -> tuple[int, int, dict[str, str]]:
+    """The same W for our workers: (processes, batch tasks held each, settings). Each process has W/processes
+    call slots (HUMANIZER_WORKER_CALLS) and holds twice as many chunks, so the next batch is ready when
+    slots free up."""
     procs, calls = layout(w)
     batch = min(BATCH, calls)
-    return procs, max(1, calls // batch), batch
+    held = max(1, 2 * calls // batch)
+    return procs, held, {"HUMANIZER_WORKER_CALLS": str(calls), "HUMANIZER_BATCH_SIZE": str(batch)}
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Ours (the chord via ``OrchestrationService``) against a plain Celery chord of the same HTTP call
 (``bench.baselines.plain_celery``), same Redis server (db 1), same worker processes, same W: the plain
-chord runs W/processes threads per process; ours runs W/processes/8 batch tasks of 8 chunks per process.
+chord runs W/processes threads per process; ours has W/processes call slots per process
+(``HUMANIZER_WORKER_CALLS``) fed by batch tasks of 8 chunks (``bench.common.our_layout``).
 efficiency = ceil(N/W) × latency / makespan. Targets: ≥ 0.92 at W=64, ≥ 0.85 at W=128.
 """
 
@@ -37,9 +38,9 @@ def run(ctx: Context) -> list[Row]:
     for w in cfg.fanout_ws:
         n = cfg.fanout_n_per_w * w
         procs, threads = layout(w)
-        _, batches, batch = our_layout(w)
+        _, held, our_env = our_layout(w)
         ideal = ideal_makespan(n, w, cfg.latency)
-        with local_stack(ctx, procs, batches, HUMANIZER_BATCH_SIZE=str(batch)) as stack:
+        with local_stack(ctx, procs, held, **our_env) as stack:
             groups = process_groups(ctx, stack)
             run_job(chunk_texts(w, f"warm{w}"))  # warm-up: connections, clients, imports
             ours: list[dict[str, Any]] = []
@@ -91,8 +92,8 @@ def run(ctx: Context) -> list[Row]:
                     "w": w,
                     "workers": procs,
                     "threads": threads,
-                    "ours_batches_per_worker": batches,
-                    "ours_batch_size": batch,
+                    "ours_batches_held_per_worker": held,
+                    "ours_env": our_env,
                     "ideal_seconds": ideal,
                     "ours": ours,
                     "plain_celery": plain,

@@ -1,6 +1,6 @@
 """Scenario 7 — scale and leaks.
 
-a) A ~1 MB document end to end (chunked by us, W = 64: 2 processes × 4 batches × 8 chunks), peak RSS
+a) A ~1 MB document end to end (chunked by us, W = 64: 2 processes × 32 call slots), peak RSS
    of the workers and Redis.
 b) Many small jobs one after another (instant provider); each is deleted once its result is read, as a
    client that has consumed it would. Worker RSS and Redis ``used_memory`` after the warm-up jobs and at
@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from bench.common import Context, PeakRss, Row, chunk_texts, local_stack, rss_bytes, worker_pids
+from bench.common import Context, PeakRss, Row, chunk_texts, local_stack, our_layout, rss_bytes, worker_pids
 from bench.ours import run_job
 
 MB = 1024 * 1024
@@ -70,7 +70,8 @@ def run(ctx: Context) -> list[Row]:
     cfg = ctx.cfg
     rows: list[Row] = []
     text = document(cfg.scale_doc_bytes)
-    with local_stack(ctx, 2, 4, HUMANIZER_MAX_CHUNKS="20000", HUMANIZER_BATCH_SIZE="8") as stack:
+    procs, held, our_env = our_layout(64)
+    with local_stack(ctx, procs, held, HUMANIZER_MAX_CHUNKS="20000", **our_env) as stack:
         wp, rp = worker_pids(stack), [stack.redis.proc.pid]
         svc = OrchestrationService()
         r = svc.store.r

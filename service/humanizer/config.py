@@ -52,10 +52,17 @@ class Settings(BaseSettings):
 
     # --- celery ---------------------------------------------------------------------------
     celery_worker_concurrency: int = Field(
-        8, ge=1, le=1024, validation_alias=_env("CELERY_WORKER_CONCURRENCY", "celery_worker_concurrency")
+        16, ge=1, le=1024, validation_alias=_env("CELERY_WORKER_CONCURRENCY", "celery_worker_concurrency"),
+        description="batch tasks a worker process holds at once (pool threads); about 2 x worker_calls / "
+        "batch_size keeps the next batches ready when call slots free up",
     )
     celery_worker_pool: Literal["threads", "prefork", "solo"] = Field(
         "threads", validation_alias=_env("CELERY_WORKER_POOL", "celery_worker_pool")
+    )
+    celery_worker_prefetch_multiplier: int = Field(
+        1, ge=1, le=16,
+        validation_alias=_env("CELERY_WORKER_PREFETCH_MULTIPLIER", "celery_worker_prefetch_multiplier"),
+        description="messages a worker reserves per pool slot",
     )
     celery_task_max_retries: int = Field(
         5, ge=0, le=100, validation_alias=_env("CELERY_TASK_MAX_RETRIES", "celery_task_max_retries")
@@ -99,9 +106,13 @@ class Settings(BaseSettings):
         description="fraction kept below the configured limits: requests reach the provider with jitter, and "
         "a provider counting them in a sliding window would otherwise see an occasional excess (a 429)",
     )
+    worker_calls: int = Field(
+        64, ge=0, le=10_000, validation_alias=_env("HUMANIZER_WORKER_CALLS", "worker_calls"),
+        description="provider calls in flight per worker process (0: no cap, concurrency x batch_size)",
+    )
     batch_size: int = Field(
         8, ge=1, le=256, validation_alias=_env("HUMANIZER_BATCH_SIZE", "batch_size"),
-        description="chunks per worker task; a worker process runs concurrency x batch_size provider calls at once",
+        description="chunks per worker task (one message); their calls share the process's call slots",
     )
     chunk_cache_ttl_seconds: int = Field(
         7 * 24 * 3600, ge=0, validation_alias=_env("HUMANIZER_CHUNK_CACHE_TTL_SECONDS", "chunk_cache_ttl_seconds"),
@@ -146,6 +157,12 @@ class Settings(BaseSettings):
             )
         if self.celery_task_soft_time_limit >= self.celery_task_time_limit:
             raise ValueError("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+
+    @property
+    def calls_per_worker(self) -> int:
+        """Provider calls one worker process has in flight at most."""
+        held = self.celery_worker_concurrency * self.batch_size
+        return min(self.worker_calls, held) if self.worker_calls > 0 else held
 
     @property
     def redis_dsn(self) -> str:

@@ -56,7 +56,7 @@ def policy_from(op: OperatorSettings, hz: Settings) -> ScalingPolicy:
         min_replicas=op.min_replicas,
         max_replicas=op.max_replicas,
         target_per_worker=op.target_per_worker,
-        concurrency=hz.celery_worker_concurrency * hz.batch_size,  # chunks in flight per pod
+        concurrency=hz.calls_per_worker,  # chunks in flight per pod
         scale_down_stabilization_seconds=op.scale_down_stabilization_seconds,
         scale_to_zero=op.scale_to_zero,
         rate_limit_rpm=hz.rate_limit_rpm,

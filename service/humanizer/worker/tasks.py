@@ -41,7 +41,7 @@ from humanizer.ratelimit import Limits, RateLimiter
 from humanizer.redis_client import get_redis
 from humanizer.worker import chunk_cache
 from humanizer.worker.celery_app import app
-from humanizer.worker.engine import get_engine
+from humanizer.worker.engine import CallEngine, get_engine
 from humanizer.worker.retry_policy import retry_countdown
 
 log = get_logger("humanizer.worker")
@@ -184,7 +184,8 @@ def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, An
         _count(list(hits), "cached")
     todo = [i for i in todo if i not in hits]
 
-    calls = get_engine().run(_call_all(self.request.retries, store, job_id, meta, chunks, keys, todo)) if todo else []
+    engine = get_engine(s.worker_calls)
+    calls = engine.run(_call_all(engine, self.request.retries, store, job_id, meta, chunks, keys, todo)) if todo else []
     seconds = [c.seconds for c in calls if c.outcome in ("stored", "duplicate")]
     if seconds:
         _record_chunk_seconds(store, sum(seconds) / len(seconds))
@@ -213,12 +214,16 @@ def _count(indices: list[int], outcome: str, seconds: float = 0.0) -> None:
 
 
 async def _call_all(
-    retries: int, store: JobStore, job_id: str, meta: dict[str, str], chunks: dict[int, dict[str, Any]],
-    keys: dict[int, str], todo: list[int],
+    engine: CallEngine, retries: int, store: JobStore, job_id: str, meta: dict[str, str],
+    chunks: dict[int, dict[str, Any]], keys: dict[int, str], todo: list[int],
 ) -> list[_Call]:
-    """Run the provider calls of one batch concurrently on the engine's loop."""
-    calls = [_call_one(retries, store, job_id, meta, i, chunks[i], keys.get(i, "")) for i in todo]
-    return list(await asyncio.gather(*calls))
+    """Run the provider calls of one batch concurrently on the engine's loop, each in one of its slots."""
+
+    async def in_slot(i: int) -> _Call:
+        async with engine.slot():
+            return await _call_one(retries, store, job_id, meta, i, chunks[i], keys.get(i, ""))
+
+    return list(await asyncio.gather(*(in_slot(i) for i in todo)))
 
 
 async def _call_one(
