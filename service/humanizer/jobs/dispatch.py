@@ -27,8 +27,8 @@ def batch_task_id(job_id: str, first_index: int, round_: int = 0) -> str:
 
 def batches(indices: Sequence[int], size: int) -> list[list[int]]:
     """``indices`` in order, cut into lists of at most ``size``."""
-    items = list(indices)
-    return [items[k : k + size] for k in range(0, len(items), max(1, size))]
+    items, size = list(indices), max(1, size)
+    return [items[k : k + size] for k in range(0, len(items), size)]
 
 
 def dispatch(
