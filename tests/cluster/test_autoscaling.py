@@ -37,6 +37,17 @@ REACTION_TARGET = 5.0  # seconds from the backlog appearing to the Deployment be
 REACTION_ASSERT = 8.0  # the assertion leaves room for a loaded 2-core machine
 
 
+def shared_env(be: Backend) -> dict[str, str]:
+    """One chunk per task here: the 400-chunk backlog must outlast the new workers' start-up for the
+    "consuming" figure, and queue depth then counts chunks exactly."""
+    return {**be.env, "HUMANIZER_BATCH_SIZE": "1"}
+
+
+def consuming_pods(log_dir: Path) -> int:
+    """Pods whose worker has finished at least one batch (its log says so)."""
+    return sum(1 for f in log_dir.glob("*.log") if "batch.done" in f.read_text(errors="replace"))
+
+
 @pytest.fixture
 def env() -> Iterator[Backend]:
     with backend(latency=0.15) as be:
@@ -54,14 +65,14 @@ print(submit_job(JobRequest.model_validate({"chunks": chunks, "verify": False}))
 
 def submit_chunks(be: Backend, count: int) -> str:
     """Submit a job of ``count`` chunks from a separate process (the one submission path, like the API)."""
-    proc = subprocess.run([sys.executable, "-c", SUBMIT, str(count)], env={**os.environ, **be.env},
+    proc = subprocess.run([sys.executable, "-c", SUBMIT, str(count)], env={**os.environ, **shared_env(be)},
                           capture_output=True, text=True, timeout=60, check=True)
     return proc.stdout.strip().splitlines()[-1]
 
 
 def operator_env(be: Backend, namespace: str) -> dict[str, str]:
     return {
-        **be.env,
+        **shared_env(be),
         "HUMANIZER_WORKER_DEPLOYMENT": "worker",
         "HUMANIZER_WORKER_NAMESPACE": namespace,
         "HUMANIZER_AUTOSCALE_MIN_REPLICAS": "1",
@@ -82,8 +93,8 @@ def test_burst_scales_up_drains_and_scales_back(
     namespace: str, tmp_path: Path,
 ) -> None:
     be = env
-    kubectl.apply(worker_deployment("worker", be.env, replicas=1, concurrency=4), namespace=namespace)
-    with PodHarness(core_v1, namespace, WORKER_SELECTOR, extra_env=be.env, log_dir=tmp_path / "pods",
+    kubectl.apply(worker_deployment("worker", shared_env(be), replicas=1, concurrency=4), namespace=namespace)
+    with PodHarness(core_v1, namespace, WORKER_SELECTOR, extra_env=shared_env(be), log_dir=tmp_path / "pods",
                     grace=60) as harness:
         harness.wait_for_alive(1, timeout=60)
         with OperatorProcess(cluster.kubeconfig, namespace, operator_env(be, namespace),
@@ -104,6 +115,10 @@ def test_burst_scales_up_drains_and_scales_back(
             )
 
             harness.wait_for_alive(MAX_REPLICAS, timeout=60)  # the local worker processes follow
+            wait_until(lambda: consuming_pods(tmp_path / "pods") >= MAX_REPLICAS, 60,
+                       f"{MAX_REPLICAS} worker processes consuming", interval=0.1)
+            print(f"workers consuming: {time.monotonic() - t_queued:.2f}s after the submission returned "
+                  f"({MAX_REPLICAS} processes have each finished a batch)")
             store = JobStore(be.redis_client())
             wait_until(lambda: store.view(job_id, with_result=False).status.terminal, 120, "the queue to drain")
             drained = time.monotonic()
@@ -127,7 +142,7 @@ def test_pause_annotation_and_redis_outage_hold_the_size(
     namespace: str, tmp_path: Path,
 ) -> None:
     be = env
-    dep = worker_deployment("worker", be.env, replicas=3, concurrency=4)
+    dep = worker_deployment("worker", shared_env(be), replicas=3, concurrency=4)
     dep["metadata"]["annotations"] = {"humanizer.dev/autoscale-paused": "true"}
     kubectl.apply(dep, namespace=namespace)
     with OperatorProcess(cluster.kubeconfig, namespace, operator_env(be, namespace), tmp_path / "operator.log") as op:

@@ -12,6 +12,10 @@ never change or double a result:
 - ``merge`` reads outputs by index from Redis (not from the chord's result list), checks that all N
   chunks are there exactly once, and writes the document first-writer-wins.
 - ``verify`` recomputes the same report from the same stored data.
+
+Celery results are not stored (``ignore_result``): everything lives in the job record, and Celery's Redis
+chord counting (``on_chord_part_return``) runs either way, so no ``celery-task-meta-*`` key is left behind
+per task for the result TTL.
 """
 
 from __future__ import annotations
@@ -121,7 +125,7 @@ def _over_budget(store: JobStore, meta: dict[str, str]) -> str | None:
     return None
 
 
-@app.task(bind=True, name="humanizer.humanize_batch", acks_late=True)
+@app.task(bind=True, name="humanizer.humanize_batch", acks_late=True, ignore_result=True)
 def humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, Any]:
     wait = metrics.queue_wait_seconds(self.request)
     if wait is not None:
@@ -360,7 +364,7 @@ def _dead_letter(
     return {"index": index, "outcome": "dead_lettered", "error_kind": error_kind}
 
 
-@app.task(bind=True, name="humanizer.merge", acks_late=True)
+@app.task(bind=True, name="humanizer.merge", acks_late=True, ignore_result=True)
 def merge(self: Task, job_id: str) -> dict[str, Any]:
     store = get_store()
     outcome = assembly.merge_job(store, job_id)
@@ -377,7 +381,7 @@ def merge(self: Task, job_id: str) -> dict[str, Any]:
     return {"job_id": job_id, "outcome": outcome}
 
 
-@app.task(bind=True, name="humanizer.verify", acks_late=True)
+@app.task(bind=True, name="humanizer.verify", acks_late=True, ignore_result=True)
 def verify(self: Task, job_id: str) -> dict[str, Any]:
     store = get_store()
     report = assembly.verify_job(store, job_id)
