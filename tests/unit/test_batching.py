@@ -7,6 +7,8 @@ import pytest
 from humanizer.config import Settings
 from humanizer.jobs.dispatch import batch_task_id, batches
 
+pytestmark = pytest.mark.unit
+
 
 def test_batches_keep_order_and_cover_everything() -> None:
     assert batches(range(10), 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
