@@ -59,11 +59,6 @@ class Settings(BaseSettings):
     celery_worker_pool: Literal["threads", "prefork", "solo"] = Field(
         "threads", validation_alias=_env("CELERY_WORKER_POOL", "celery_worker_pool")
     )
-    celery_worker_prefetch_multiplier: int = Field(
-        1, ge=1, le=16,
-        validation_alias=_env("CELERY_WORKER_PREFETCH_MULTIPLIER", "celery_worker_prefetch_multiplier"),
-        description="messages a worker reserves per pool slot",
-    )
     celery_task_max_retries: int = Field(
         5, ge=0, le=100, validation_alias=_env("CELERY_TASK_MAX_RETRIES", "celery_task_max_retries")
     )

@@ -11,7 +11,6 @@ books the difference afterwards.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import redis
@@ -83,13 +82,6 @@ class RateLimiter:
             args=[self._req_us, int(self._tok_us), tokens, self._burst_us, 300],
         )
         return int(wait_us) / 1_000_000
-
-    def acquire(self, tokens: int = 0, sleep: bool = True) -> float:
-        """Reserve and sleep until the slot; returns the seconds waited."""
-        wait = self.reserve(tokens)
-        if wait > 0 and sleep:
-            time.sleep(wait)
-        return wait
 
     def settle(self, estimated_tokens: int, actual_tokens: int) -> None:
         """Correct the token reservation once the real usage is known."""

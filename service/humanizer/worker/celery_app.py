@@ -37,7 +37,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
-        "worker_prefetch_multiplier": settings.celery_worker_prefetch_multiplier,
+        "worker_prefetch_multiplier": 1,
         "task_soft_time_limit": settings.celery_task_soft_time_limit,
         "task_time_limit": settings.celery_task_time_limit,
         "task_track_started": False,

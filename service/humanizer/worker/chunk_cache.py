@@ -33,18 +33,9 @@ def cache_key(prefix: str, meta: Mapping[str, str], chunk: Mapping[str, Any]) ->
     return f"{prefix}:cache:{hashlib.sha256(material.encode('utf-8')).hexdigest()}"
 
 
-def get(client: redis.Redis, key: str) -> str | None:
-    return client.get(key)  # type: ignore[return-value]
-
-
 def get_many(client: redis.Redis, keys: Mapping[int, str]) -> dict[int, str]:
     """Cached rewrites for several chunks (index -> key) in one round trip; only the hits."""
     if not keys:
         return {}
     values = client.mget(list(keys.values()))
     return {i: v for i, v in zip(keys, values, strict=True) if v is not None}  # type: ignore[misc]
-
-
-def put(client: redis.Redis, key: str, text: str, ttl: int) -> None:
-    if ttl > 0:
-        client.set(key, text, ex=ttl)
