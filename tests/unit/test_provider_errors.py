@@ -139,3 +139,18 @@ def test_kinds_and_flags() -> None:
                          ErrorKind.CONNECTION, ErrorKind.INVALID_RESPONSE}
     assert ProviderError.timeout("slow").kind is ErrorKind.TIMEOUT
     assert ProviderError("auth").kind is ErrorKind.AUTH
+
+
+def test_missing_api_key_is_an_auth_error_on_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from humanizer.providers import ErrorKind, ProviderError, RewriteRequest
+    from humanizer.providers.openai_provider import OpenAIProvider
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    provider = OpenAIProvider(api_key=None, base_url=None)
+    for call in (lambda: provider.rewrite(RewriteRequest("hi")),
+                 lambda: asyncio.run(provider.arewrite(RewriteRequest("hi")))):
+        with pytest.raises(ProviderError) as info:
+            call()
+        assert info.value.kind == ErrorKind.AUTH and "OPENAI_API_KEY" in str(info.value)

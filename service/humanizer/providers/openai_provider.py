@@ -61,21 +61,22 @@ class OpenAIProvider:
     def __repr__(self) -> str:  # no key
         return f"OpenAIProvider(base_url={self.base_url!r}, model={self.model!r}, timeout={self.timeout})"
 
+    def _new(self, factory: Any, **extra: Any) -> Any:
+        """A new SDK client (``openai.OpenAI`` or ``openai.AsyncOpenAI``) with this provider's settings."""
+        if self._api_key is None:
+            raise ProviderError(ErrorKind.AUTH, "no API key configured (set OPENAI_API_KEY)")
+        try:
+            return factory(
+                api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=self.max_retries,
+                **extra,
+            )
+        except Exception as exc:
+            raise classify(exc) from None
+
     def _client(self) -> openai.OpenAI:
         client: openai.OpenAI | None = getattr(self._local, "client", None)
         if client is None:
-            if self._api_key is None:
-                raise ProviderError(ErrorKind.AUTH, "no API key configured (set OPENAI_API_KEY)")
-            try:
-                client = openai.OpenAI(
-                    api_key=self._api_key,
-                    base_url=self.base_url,
-                    timeout=self.timeout,
-                    max_retries=self.max_retries,
-                )
-            except Exception as exc:
-                raise classify(exc) from None
-            self._local.client = client
+            client = self._local.client = self._new(openai.OpenAI)
         return client
 
     def close(self) -> None:
@@ -89,18 +90,7 @@ class OpenAIProvider:
         loop_id = id(asyncio.get_running_loop())
         client = self._async_clients.get(loop_id)
         if client is None:
-            if self._api_key is None:
-                raise ProviderError(ErrorKind.AUTH, "no API key configured (set OPENAI_API_KEY)")
-            try:
-                client = openai.AsyncOpenAI(
-                    api_key=self._api_key,
-                    base_url=self.base_url,
-                    timeout=self.timeout,
-                    max_retries=self.max_retries,
-                    http_client=openai.DefaultAioHttpClient(timeout=self.timeout),
-                )
-            except Exception as exc:
-                raise classify(exc) from None
+            client = self._new(openai.AsyncOpenAI, http_client=openai.DefaultAioHttpClient(timeout=self.timeout))
             self._async_clients[loop_id] = client
         return client
 
