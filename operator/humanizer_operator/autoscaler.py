@@ -36,8 +36,8 @@ REASONS = (SCALE_UP, SCALE_DOWN, STEADY, STABILIZING, REDIS_UNAVAILABLE, PAUSED,
 class ScalingPolicy:
     min_replicas: int = 1
     max_replicas: int = 10
-    target_per_worker: int = 8
-    concurrency: int = 8
+    target_per_worker: int = 64  # chunks per pod, queued + in flight
+    concurrency: int = 64  # chunks a pod has in flight (Settings.calls_per_worker)
     scale_down_stabilization_seconds: float = 300.0
     scale_to_zero: bool = False
     rate_limit_rpm: float = 0.0  # 0: no provider rate limit configured

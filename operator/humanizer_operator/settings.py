@@ -33,8 +33,9 @@ class OperatorSettings(BaseSettings):
         10, ge=1, le=1000, validation_alias=_env("HUMANIZER_AUTOSCALE_MAX_REPLICAS", "max_replicas")
     )
     target_per_worker: int = Field(
-        8, ge=1, le=100_000, validation_alias=_env("HUMANIZER_AUTOSCALE_TARGET_PER_WORKER", "target_per_worker"),
-        description="queued + in-flight chunks one worker pod is expected to handle",
+        64, ge=1, le=100_000, validation_alias=_env("HUMANIZER_AUTOSCALE_TARGET_PER_WORKER", "target_per_worker"),
+        description="queued + in-flight chunks one worker pod is expected to handle (a pod runs "
+        "HUMANIZER_WORKER_CALLS of them at once, 64 by default)",
     )
     scale_down_stabilization_seconds: float = Field(
         300.0, ge=0, validation_alias=_env(
