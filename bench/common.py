@@ -100,7 +100,7 @@ def layout(w: int) -> tuple[int, int]:
 
 
 #: Chunks per task for our workers in the fan-out scenarios (HUMANIZER_BATCH_SIZE's default).
-BATCH = 8
+BATCH = 16
 
 
 def our_layout(w: int) -> tuple[int, int, dict[str, str]]:

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
 
     # --- celery ---------------------------------------------------------------------------
     celery_worker_concurrency: int = Field(
-        16, ge=1, le=1024, validation_alias=_env("CELERY_WORKER_CONCURRENCY", "celery_worker_concurrency"),
+        8, ge=1, le=1024, validation_alias=_env("CELERY_WORKER_CONCURRENCY", "celery_worker_concurrency"),
         description="batch tasks a worker process holds at once (pool threads); about 2 x worker_calls / "
         "batch_size keeps the next batches ready when call slots free up",
     )
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
         description="provider calls in flight per worker process (0: no cap, concurrency x batch_size)",
     )
     batch_size: int = Field(
-        8, ge=1, le=256, validation_alias=_env("HUMANIZER_BATCH_SIZE", "batch_size"),
+        16, ge=1, le=256, validation_alias=_env("HUMANIZER_BATCH_SIZE", "batch_size"),
         description="chunks per worker task (one message); their calls share the process's call slots",
     )
     chunk_cache_ttl_seconds: int = Field(

@@ -221,8 +221,8 @@ def test_configmap_values(render: Render) -> None:
     config = one(render(TOGGLES["openai"]), "ConfigMap", f"{FULL}-config")["data"]
     assert config["HUMANIZER_PROVIDER"] == "openai"
     assert config["OPENAI_MODEL"] == "gpt-4.1-mini"
-    assert config["CELERY_WORKER_CONCURRENCY"] == "16"
-    assert config["HUMANIZER_WORKER_CALLS"] == "64" and config["HUMANIZER_BATCH_SIZE"] == "8"
+    assert config["CELERY_WORKER_CONCURRENCY"] == "8"
+    assert config["HUMANIZER_WORKER_CALLS"] == "64" and config["HUMANIZER_BATCH_SIZE"] == "16"
     assert config["CELERY_WORKER_POOL"] == "threads"
     assert config["CELERY_TASK_TIME_LIMIT"] == "300"
     assert config["HUMANIZER_MAX_DOCUMENT_BYTES"] == "2000000"

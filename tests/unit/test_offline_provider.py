@@ -195,3 +195,23 @@ def test_facts_names_links_placeholders_and_structure_survive(doc: str, style: S
         assert out.count(quote) == doc.count(quote)
     assert _structure(out) == _structure(doc)
     assert out.count("\r") == doc.count("\r")
+
+
+# ---- the phrase tables' prefix-tree search finds exactly what the plain alternation finds ---------------
+_TABLE_WORDS = st.sampled_from(["The", "team", "it", "We", "data.", "Next,", "and", "NASA", "Leverage", "  ", "’s"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_table_search_matches_the_plain_alternation(data: st.DataObject) -> None:
+    from humanizer.providers import offline
+    from humanizer.providers.phrases import CONTRACT, EXPAND, PHRASES
+
+    keys = sorted({*PHRASES, *CONTRACT, *EXPAND})
+    words = data.draw(st.lists(st.one_of(st.sampled_from(keys), _TABLE_WORDS), min_size=1, max_size=30))
+    line = data.draw(st.sampled_from([str.lower, str.upper, str.capitalize, str]))(" ".join(words))
+    for table in (offline._PHRASES, offline._CONTRACTIONS, offline._EXPANSIONS):
+        def mark(m: re.Match[str]) -> str:
+            return f"<{m.start()}:{m.group(0)}>"
+
+        assert table.sub(mark, line) == table.exact.sub(mark, line)

@@ -61,16 +61,25 @@ def _cached_tokens(content: str) -> int:
 
 def _pad(text: str, target: int, current: int) -> str:
     missing = target - current
-    if missing <= 0:
-        return text
-    words = [_FILLER_WORDS[i % len(_FILLER_WORDS)] for i in range(missing)]
-    return text + "\n\n" + " ".join(words).capitalize() + "."
+    return text + _filler(missing) if missing > 0 else text
+
+
+@functools.lru_cache(maxsize=4096)
+def _filler(words: int) -> str:
+    """A paragraph of ``words`` one-token filler words (replies differ in length only by their text)."""
+    return "\n\n" + " ".join(_FILLER_WORDS[i % len(_FILLER_WORDS)] for i in range(words)).capitalize() + "."
 
 
 def _error(status: int, message: str, etype: str | None, code: str | None, param: str | None = None,
            headers: dict[str, str] | None = None) -> web.Response:
     body = {"error": {"message": message, "type": etype, "param": param, "code": code}}
     return web.json_response(body, status=status, headers=headers)
+
+
+async def _sleep_until(due: float) -> None:
+    left = due - time.monotonic()
+    if left > 0:
+        await asyncio.sleep(left)
 
 
 def _retry_headers(seconds: float) -> dict[str, str]:
@@ -277,9 +286,9 @@ class FakeLLM:
                 await asyncio.sleep(rule.hang)
 
         delay = cfg.latency + (st.rng.uniform(-cfg.jitter, cfg.jitter) if cfg.jitter else 0.0)
-        if delay > 0:
-            await asyncio.sleep(delay)
-
+        # the latency is the time to the response: the reply is worked out inside it, as a real server's
+        # would be, not added on top (with 128 calls in flight that was 5-15 ms on every call)
+        due = time.monotonic() + delay
         content, finish, completion_tokens = self._reply(text, messages, cfg, fault)
         model = str(body.get("model") or cfg.model)
         prompt_tokens = sum(
@@ -296,12 +305,12 @@ class FakeLLM:
             headers["x-ratelimit-remaining-requests"] = str(max(0, cfg.rpm - len(st.window)))
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            await _sleep_until(due)
             resp = await self._stream(request, cid, created, model, content, finish,
                                       usage if include_usage else None, headers)
             st.record(t, 200, h, fault)
             return resp
-        st.record(t, 200, h, fault)
-        return web.json_response(
+        payload = json.dumps(
             {
                 "id": cid,
                 "object": "chat.completion",
@@ -311,9 +320,11 @@ class FakeLLM:
                              "logprobs": None, "finish_reason": finish}],
                 "usage": usage,
                 "system_fingerprint": "fp_fake_llm",
-            },
-            headers=headers,
+            }
         )
+        await _sleep_until(due)
+        st.record(t, 200, h, fault)
+        return web.Response(text=payload, content_type="application/json", headers=headers)
 
     def _reply(self, text: str, messages: list[Any], cfg: FakeLLMConfig, fault: str | None) -> tuple[str, str, int]:
         if fault == "empty":

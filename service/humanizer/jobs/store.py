@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -98,6 +99,19 @@ class JobExists(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class ChunkOutput:
+    """One chunk's rewritten text to store; ``cache_key``/``cache_ttl``: also keep it for reuse."""
+
+    job_id: str
+    index: int
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cache_key: str = ""
+    cache_ttl: int = 0
+
+
 class JobStore:
     def __init__(
         self,
@@ -110,7 +124,6 @@ class JobStore:
         self.prices = dict(prices or {})
         self.prefix = prefix
         self.ttl = ttl_seconds
-        self._save_output = client.register_script(_SAVE_OUTPUT)
         self._record_failure = client.register_script(_RECORD_FAILURE)
         self._clear_failure = client.register_script(_CLEAR_FAILURE)
         self._set_status = client.register_script(_SET_STATUS)
@@ -266,14 +279,25 @@ class JobStore:
         """Store a chunk's output if none is stored yet; True when this call was the first writer.
 
         ``cache``: also keep the text under this (key, ttl) for reuse, in the same round trip."""
-        keys = [self.key(job_id), self.key(job_id, "out"), self.active_key]
-        args: list[Any] = [index, text, tokens_in, tokens_out, time.time(), job_id]
-        if cache is None or cache[1] <= 0:
-            return bool(self._save_output(keys=keys, args=args))
+        key, ttl = cache or ("", 0)
+        return self.save_outputs([ChunkOutput(job_id, index, text, tokens_in, tokens_out, key, ttl)])[0]
+
+    def save_outputs(self, outputs: Sequence[ChunkOutput]) -> list[bool]:
+        """``save_output`` for many chunks (of any jobs) in one round trip; True for each first writer.
+
+        The script goes by ``EVAL`` (Redis caches it by digest), not ``EVALSHA``: a redis-py pipeline with
+        registered scripts spends a second round trip on ``SCRIPT EXISTS`` before every execute."""
         pipe = self.r.pipeline(transaction=False)
-        self._save_output(keys=keys, args=args, client=pipe)
-        pipe.set(cache[0], text, ex=cache[1])
-        return bool(pipe.execute()[0])
+        now = time.time()
+        saves: list[int] = []  # positions of the script results in the pipeline
+        for o in outputs:
+            saves.append(len(pipe))
+            keys = [self.key(o.job_id), self.key(o.job_id, "out"), self.active_key]
+            pipe.eval(_SAVE_OUTPUT, len(keys), *keys, o.index, o.text, o.tokens_in, o.tokens_out, now, o.job_id)
+            if o.cache_key and o.cache_ttl > 0:
+                pipe.set(o.cache_key, o.text, ex=o.cache_ttl)
+        results = pipe.execute()
+        return [bool(results[i]) for i in saves]
 
     def record_failure(self, job_id: str, index: int, info: Mapping[str, Any]) -> bool:
         keys = [self.key(job_id), self.key(job_id, "fail"), self.active_key]

@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Callable
+from typing import Any
 
 from humanizer.chunking.tokens import count_tokens
 from humanizer.providers.base import RewriteRequest, RewriteResult
@@ -72,30 +74,68 @@ def _norm(s: str) -> str:
     return re.sub(r"\s+", " ", s.lower().replace("’", "'"))
 
 
-def _alternative(key: str) -> str:
+def _atoms(key: str) -> list[str]:
+    """A table key as regex atoms: words joined by ``\\s+``, ' matching ’ too, word boundaries at the ends."""
     words = key.strip().split(" ")
-    body = r"\s+".join(re.escape(w).replace("'", "['’]") for w in words)
-    head = r"\b" if key[0].isalnum() else ""
+    atoms = [r"\b"] if key[0].isalnum() else []
+    for n, word in enumerate(words):
+        if n:
+            atoms.append(r"\s+")
+        atoms.extend("['’]" if c == "'" else re.escape(c) for c in word)
     if key.endswith(" "):
-        tail = r"\s+"
+        atoms.append(r"\s+")
     elif key[-1].isalnum():
-        tail = r"\b"
-    else:
-        tail = ""
-    return head + body + tail
+        atoms.append(r"\b")
+    return atoms
 
 
-def _table_regex(keys: list[str]) -> re.Pattern[str]:
-    ordered = sorted(keys, key=len, reverse=True)
-    return re.compile("|".join(_alternative(k) for k in ordered), re.IGNORECASE)
+def _trie_pattern(sequences: list[list[str]]) -> str:
+    """One pattern matching exactly what the alternation of ``sequences`` matches, shaped as a prefix tree:
+    ``re`` tries alternatives one by one, so a flat alternation of 200 phrases costs 200 attempts at every
+    position, the tree a handful."""
+    root: dict[str, Any] = {}
+    for seq in sequences:
+        node = root
+        for atom in seq:
+            node = node.setdefault(atom, {})
+        node[""] = {}  # a key ends here
+
+    def emit(node: dict[str, Any]) -> str:
+        alts = [atom + emit(child) for atom, child in node.items() if atom] + ([""] if "" in node else [])
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return emit(root)
 
 
-_PHRASE_RE = _table_regex(list(PHRASES))
-_CONTRACT_RE = re.compile(
-    "(?:" + "|".join(_alternative(k) for k in sorted(CONTRACT, key=len, reverse=True)) + r")(?=\s+[A-Za-z])",
-    re.IGNORECASE,
-)
-_EXPAND_RE = _table_regex(list(EXPAND))
+class _Table:
+    """A phrase table's matcher with ``re.sub`` semantics and the longest key first at each position.
+
+    ``find`` (the prefix tree) locates the next position where some key matches; ``exact`` (the
+    longest-first alternation) then picks the key there, so results are those of ``exact.sub`` alone at a
+    tenth of the cost."""
+
+    def __init__(self, keys: list[str], suffix: str = "") -> None:
+        ordered = sorted(keys, key=len, reverse=True)
+        self.exact = re.compile("(?:" + "|".join("".join(_atoms(k)) for k in ordered) + ")" + suffix, re.IGNORECASE)
+        self.find = re.compile(_trie_pattern([_atoms(k) for k in keys]) + suffix, re.IGNORECASE)
+
+    def sub(self, repl: Callable[[re.Match[str]], str], line: str) -> str:
+        out: list[str] = []
+        pos = 0
+        while (hit := self.find.search(line, pos)) is not None:
+            m = self.exact.match(line, hit.start())
+            assert m is not None  # both patterns match the same strings
+            out += (line[pos : m.start()], repl(m))
+            pos = m.end()
+        if not out:
+            return line
+        out.append(line[pos:])
+        return "".join(out)
+
+
+_PHRASES = _Table(list(PHRASES))
+_CONTRACTIONS = _Table(list(CONTRACT), suffix=r"(?=\s+[A-Za-z])")
+_EXPANSIONS = _Table(list(EXPAND))
 _NEXT_CAPITALISED = re.compile(r"[ \t]+[A-Z][\w-]*")
 _LIST_PREFIX = re.compile(r"^\s*(?:[-*+>]|\d{1,3}[.)]|#{1,6})?\s*$")
 
@@ -143,7 +183,7 @@ def _apply_phrases(line: str, style: Style, rng: random.Random) -> str:
             return _CAP_NEXT if upper else ""
         return _capitalise(replacement) if upper else replacement[:1].lower() + replacement[1:]
 
-    out = _PHRASE_RE.sub(repl, line)
+    out = _PHRASES.sub(repl, line)
     if _CAP_NEXT in out:
         out = re.sub(_CAP_NEXT + r"(\s*)([a-z]+)\b", lambda m: m.group(1) + _capitalise(m.group(2)), out)
         out = out.replace(_CAP_NEXT, "")
@@ -152,9 +192,9 @@ def _apply_phrases(line: str, style: Style, rng: random.Random) -> str:
 
 def _apply_contractions(line: str, style: Style) -> str:
     if style is Style.CASUAL:
-        table, regex = CONTRACT, _CONTRACT_RE
+        table, matcher = CONTRACT, _CONTRACTIONS
     elif style.value in FORMAL:
-        table, regex = EXPAND, _EXPAND_RE
+        table, matcher = EXPAND, _EXPANSIONS
     else:
         return line
 
@@ -172,7 +212,7 @@ def _apply_contractions(line: str, style: Style) -> str:
             return _capitalise(replacement)
         return replacement
 
-    return regex.sub(repl, line)
+    return matcher.sub(repl, line)
 
 
 # --------------------------------------------------------------------------------------------------

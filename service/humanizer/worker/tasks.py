@@ -37,7 +37,7 @@ from humanizer.config import Settings, get_settings
 from humanizer.jobs import assembly
 from humanizer.jobs.deadletters import DeadLetters
 from humanizer.jobs.models import JobStatus
-from humanizer.jobs.store import JobNotFound, JobStore
+from humanizer.jobs.store import ChunkOutput, JobNotFound, JobStore
 from humanizer.logging import get_logger
 from humanizer.pricing import cost_usd
 from humanizer.providers import Provider, ProviderError, RewriteRequest, RewriteResult, build_provider
@@ -47,6 +47,7 @@ from humanizer.worker import chunk_cache
 from humanizer.worker.celery_app import app
 from humanizer.worker.engine import CallEngine, get_engine
 from humanizer.worker.retry_policy import retry_countdown
+from humanizer.worker.writer import get_writer
 
 log = get_logger("humanizer.worker")
 _rng = random.Random()
@@ -222,17 +223,19 @@ async def _call_all(
     chunks: dict[int, dict[str, Any]], keys: dict[int, str], todo: list[int],
 ) -> list[_Call]:
     """Run the provider calls of one batch concurrently on the engine's loop, each in one of its slots."""
-
-    async def in_slot(i: int) -> _Call:
-        async with engine.slot():
-            return await _call_one(retries, store, job_id, meta, i, chunks[i], keys.get(i, ""))
-
-    return list(await asyncio.gather(*(in_slot(i) for i in todo)))
+    return list(await asyncio.gather(
+        *(_call_one(engine, retries, store, job_id, meta, i, chunks[i], keys.get(i, "")) for i in todo)
+    ))
 
 
 async def _call_one(
-    retries: int, store: JobStore, job_id: str, meta: dict[str, str], index: int, chunk: dict[str, Any], key: str
+    engine: CallEngine, retries: int, store: JobStore, job_id: str, meta: dict[str, str], index: int,
+    chunk: dict[str, Any], key: str,
 ) -> _Call:
+    """One chunk: mask, call the provider in one of the process's call slots, unmask, store.
+
+    The slot is held for the provider call only (rate-limit wait included, so a reserved start is kept);
+    storing the output happens after it is released, so the next chunk's call is not held up by Redis."""
     s = get_settings()
     provider_name, model = meta.get("provider") or s.provider, meta.get("model") or s.openai_model
     masked = mask(chunk["text"])
@@ -248,23 +251,24 @@ async def _call_one(
     )
     estimate = int(chunk.get("tokens") or 0) * 2 + 200
     limiter = _limiter(provider_name, model)
-    waited = limiter.reserve(tokens=estimate)
-    if limiter.limits.enabled:
-        metrics.observe_rate_limit_wait(waited)
-    if waited > 0:  # the batch looked at the job's status just before its calls; after a wait, look again
-        await asyncio.sleep(waited)
-        if store.status(job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):
-            store.incr(job_id, "skipped")
-            metrics.observe_chunk("skipped", 0.0)
-            return _Call(index, "skipped")
     provider = _provider(provider_name, model)
-    started = time.monotonic()
-    with metrics.task_in_flight("humanize_chunk"):
-        try:  # the provider's own timeout is at most the chunk's soft time limit (see _provider)
-            result = await provider.arewrite(request)
-        except ProviderError as err:
-            metrics.observe_provider(err.status_code or err.kind.value, time.monotonic() - started, provider_name)
-            return _Call(index, "failed", time.monotonic() - started, err)
+    async with engine.slot():
+        waited = limiter.reserve(tokens=estimate)
+        if limiter.limits.enabled:
+            metrics.observe_rate_limit_wait(waited)
+        if waited > 0:  # the batch looked at the job's status just before its calls; after a wait, look again
+            await asyncio.sleep(waited)
+            if store.status(job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):
+                store.incr(job_id, "skipped")
+                metrics.observe_chunk("skipped", 0.0)
+                return _Call(index, "skipped")
+        started = time.monotonic()
+        with metrics.task_in_flight("humanize_chunk"):
+            try:  # the provider's own timeout is at most the chunk's soft time limit (see _provider)
+                result = await provider.arewrite(request)
+            except ProviderError as err:
+                metrics.observe_provider(err.status_code or err.kind.value, time.monotonic() - started, provider_name)
+                return _Call(index, "failed", time.monotonic() - started, err)
     metrics.observe_provider(200, time.monotonic() - started, provider_name)
     metrics.observe_tokens(
         result.input_tokens, result.output_tokens, provider_name, model,
@@ -275,10 +279,10 @@ async def _call_one(
         output = unmask(result.text, masked.spans)
     except PlaceholderError as err:
         return _Call(index, "placeholders", time.monotonic() - started, ProviderError("invalid_response", str(err)))
-    first = store.save_output(
+    first = await get_writer(store).save(ChunkOutput(
         job_id, index, output, result.input_tokens, result.output_tokens,
-        cache=(key, s.chunk_cache_ttl_seconds) if key else None,
-    )
+        key, s.chunk_cache_ttl_seconds if key else 0,
+    ))
     seconds = time.monotonic() - started
     metrics.observe_chunk("stored" if first else "duplicate", seconds)
     log.debug("chunk.done", job_id=job_id, chunk_id=index, stored=first, attempt=retries + 1,
