@@ -33,5 +33,5 @@ def test_calls_per_worker(calls: int, concurrency: int, batch: int, expected: in
 
 def test_defaults_hold_twice_the_call_slots() -> None:
     s = Settings()
-    assert (s.worker_calls, s.batch_size, s.celery_worker_concurrency) == (64, 8, 16)
+    assert (s.worker_calls, s.batch_size, s.celery_worker_concurrency) == (64, 16, 8)
     assert s.celery_worker_concurrency * s.batch_size == 2 * s.worker_calls
