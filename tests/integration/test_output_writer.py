@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from humanizer.jobs.store import ChunkOutput, JobStore
+from humanizer.jobs.store import ChunkOutput, JobNotFound, JobStore
 from humanizer.local.redis_server import RedisServer
 from humanizer.worker.writer import OutputWriter
 
@@ -94,3 +94,18 @@ def test_a_redis_failure_reaches_every_waiting_caller(store: JobStore, tmp_path:
     writer.store = store
     new_job(store, "j3", 1)
     assert asyncio.run(writer.save(ChunkOutput("j3", 0, "ok"))) is True
+
+
+def test_batch_state_reads_a_batch_start_in_one_go(store: JobStore) -> None:
+    new_job(store, "j4", 4)
+    store.save_output("j4", 1, "done already")
+    meta, todo, chunks = store.batch_state("j4", [0, 1, 2])
+    assert meta["status"] == "PROGRESS" and meta["total"] == "4"
+    assert todo == [0, 2]
+    assert chunks == {i: {"index": i, "text": f"chunk {i}", "kind": "prose"} for i in (0, 2)}
+
+    with pytest.raises(JobNotFound):
+        store.batch_state("no-such-job", [0])
+    store.r.hdel(store.key("j4", "chunks"), "3")
+    with pytest.raises(JobNotFound, match="chunks"):
+        store.batch_state("j4", [2, 3])

@@ -198,24 +198,26 @@ class JobStore:
             raise JobNotFound(f"{job_id} chunk {index}")
         return json.loads(raw)
 
-    def chunks_at(self, job_id: str, indices: Iterable[int]) -> dict[int, dict[str, Any]]:
-        """Several chunks by index in one round trip; raises ``JobNotFound`` if one is missing."""
+    def batch_state(
+        self, job_id: str, indices: Iterable[int]
+    ) -> tuple[dict[str, str], list[int], dict[int, dict[str, Any]]]:
+        """Where a batch starts, in one round trip: the job record, those of ``indices`` with no stored
+        output yet (in order), and their chunks. Raises ``JobNotFound`` if the job or one of them is gone."""
         indices = list(indices)
-        if not indices:
-            return {}
-        raw = self.r.hmget(self.key(job_id, "chunks"), [str(i) for i in indices])
-        missing = [i for i, v in zip(indices, raw, strict=True) if v is None]
-        if missing:
-            raise JobNotFound(f"{job_id} chunks {missing[:5]}")
-        return {i: json.loads(v) for i, v in zip(indices, raw, strict=True)}
-
-    def missing_outputs(self, job_id: str, indices: Iterable[int]) -> list[int]:
-        """Those of ``indices`` that have no stored output yet, in order."""
-        indices = list(indices)
-        if not indices:
-            return []
-        stored = self.r.hmget(self.key(job_id, "out"), [str(i) for i in indices])
-        return [i for i, v in zip(indices, stored, strict=True) if v is None]
+        fields = [str(i) for i in indices]
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(self.key(job_id))
+        pipe.hmget(self.key(job_id, "out"), fields)
+        pipe.hmget(self.key(job_id, "chunks"), fields)
+        meta, stored, raw = pipe.execute() if indices else (self.meta(job_id), [], [])
+        if not meta:
+            raise JobNotFound(job_id)
+        todo = [i for i, v in zip(indices, stored, strict=True) if v is None]
+        chunks = dict(zip(indices, raw, strict=True))
+        lost = [i for i in todo if chunks[i] is None]
+        if lost:
+            raise JobNotFound(f"{job_id} chunks {lost[:5]}")
+        return meta, todo, {i: json.loads(chunks[i]) for i in todo}
 
     def chunks(self, job_id: str) -> dict[int, dict[str, Any]]:
         raw = self.r.hgetall(self.key(job_id, "chunks"))
