@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m humanizer.fake_llm", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8089, help="0 picks a free port")
-    p.add_argument("--latency", type=float, default=None, help="mean seconds per reply")
+    p.add_argument("--latency", type=float, default=None, help="mean seconds to each response (reply work included)")
     p.add_argument("--jitter", type=float, default=None, help="± seconds (uniform)")
     p.add_argument("--api-key", default=None, help="require this bearer key (401 otherwise)")
     p.add_argument("--rpm", type=int, default=None, help="requests per minute; 429 with Retry-After beyond")
