@@ -45,7 +45,7 @@ class FaultRule(BaseModel):
 class FakeLLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    latency: float = Field(default=0.0, ge=0.0, description="mean seconds to the response (the reply is worked out inside them)")
+    latency: float = Field(default=0.0, ge=0.0, description="mean seconds to the response, reply work included")
     jitter: float = Field(default=0.0, ge=0.0, description="uniform ± seconds around the mean")
     api_key: str | None = Field(default=None, description="require a bearer key (401 otherwise)")
     rpm: int | None = Field(default=None, ge=1, description="requests per minute; 429 beyond")
