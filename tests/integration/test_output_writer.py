@@ -109,3 +109,20 @@ def test_batch_state_reads_a_batch_start_in_one_go(store: JobStore) -> None:
     store.r.hdel(store.key("j4", "chunks"), "3")
     with pytest.raises(JobNotFound, match="chunks"):
         store.batch_state("j4", [2, 3])
+
+
+def test_a_writer_cancelled_before_it_ran_does_not_strand_later_outputs(store: JobStore) -> None:
+    new_job(store, "j5", 2)
+    writer = OutputWriter(store)
+
+    async def scenario() -> list[bool]:
+        first = asyncio.ensure_future(writer.save(ChunkOutput("j5", 0, "a")))
+        await asyncio.sleep(0)  # queued; the drain task exists but has not run
+        assert writer._writing is not None
+        writer._writing.cancel()  # e.g. the loop shutting down under it
+        await asyncio.sleep(0)
+        second = writer.save(ChunkOutput("j5", 1, "b"))  # starts a new drain, which takes both
+        return list(await asyncio.wait_for(asyncio.gather(first, second), 10))
+
+    assert asyncio.run(scenario()) == [True, True]
+    assert store.outputs("j5") == {0: "a", 1: "b"}

@@ -209,7 +209,10 @@ def test_table_search_matches_the_plain_alternation(data: st.DataObject) -> None
 
     keys = sorted({*PHRASES, *CONTRACT, *EXPAND})
     words = data.draw(st.lists(st.one_of(st.sampled_from(keys), _TABLE_WORDS), min_size=1, max_size=30))
-    line = data.draw(st.sampled_from([str.lower, str.upper, str.capitalize, str]))(" ".join(words))
+    n = len(words)
+    glue = data.draw(st.lists(st.sampled_from([" ", "", ". ", ", ", "\t", "x"]), min_size=n, max_size=n))
+    joined = "".join(w + g for w, g in zip(words, glue, strict=True))
+    line = data.draw(st.sampled_from([str.lower, str.upper, str.capitalize, str]))(joined)
     for table in (offline._PHRASES, offline._CONTRACTIONS, offline._EXPANSIONS):
         def mark(m: re.Match[str]) -> str:
             return f"<{m.start()}:{m.group(0)}>"

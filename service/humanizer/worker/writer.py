@@ -32,7 +32,7 @@ class OutputWriter:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[bool] = loop.create_future()
         self._queue.append((output, answer))
-        if self._writing is None:
+        if self._writing is None or self._writing.done():  # done: cancelled before it could start
             self._writing = loop.create_task(self._drain())
         return await answer
 
@@ -43,10 +43,16 @@ class OutputWriter:
                 batch, self._queue = self._queue, []
                 try:
                     firsts = await loop.run_in_executor(self._thread, self.store.save_outputs, [o for o, _ in batch])
-                except Exception as exc:  # every waiter gets the error, as a direct write would have raised it
+                except BaseException as exc:  # every waiter gets the error, as a direct write would have raised it
                     for _, answer in batch:
-                        if not answer.done():
+                        if answer.done():
+                            continue
+                        if isinstance(exc, Exception):
                             answer.set_exception(exc)
+                        else:  # cancelled (the loop is going away): its waiters are cancelled with it
+                            answer.cancel()
+                    if not isinstance(exc, Exception):
+                        raise
                 else:
                     for (_, answer), first in zip(batch, firsts, strict=True):
                         if not answer.done():
