@@ -274,15 +274,9 @@ class JobStore:
         return list(self.r.zrevrange(self.index_key, offset, offset + limit - 1))
 
     # ---- write --------------------------------------------------------------------------
-    def save_output(
-        self, job_id: str, index: int, text: str, tokens_in: int = 0, tokens_out: int = 0,
-        cache: tuple[str, int] | None = None,
-    ) -> bool:
-        """Store a chunk's output if none is stored yet; True when this call was the first writer.
-
-        ``cache``: also keep the text under this (key, ttl) for reuse, in the same round trip."""
-        key, ttl = cache or ("", 0)
-        return self.save_outputs([ChunkOutput(job_id, index, text, tokens_in, tokens_out, key, ttl)])[0]
+    def save_output(self, job_id: str, index: int, text: str, tokens_in: int = 0, tokens_out: int = 0) -> bool:
+        """Store a chunk's output if none is stored yet; True when this call was the first writer."""
+        return self.save_outputs([ChunkOutput(job_id, index, text, tokens_in, tokens_out)])[0]
 
     def save_outputs(self, outputs: Sequence[ChunkOutput]) -> list[bool]:
         """``save_output`` for many chunks (of any jobs) in one round trip; True for each first writer.
