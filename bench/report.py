@@ -69,8 +69,9 @@ LABELS = {
     "plain_celery": "plain Celery chord",
     "asyncio_aiohttp": "asyncio + AsyncOpenAI (aiohttp)",
     "asyncio_httpx": "asyncio + AsyncOpenAI (httpx)",
+    "sdk_ceiling": "SDK calls alone, same processes (ceiling)",
 }
-COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#7f7f7f")
 
 
 def plot_svg(results_dir: Path, curve: dict[int, dict[str, float]]) -> Path:

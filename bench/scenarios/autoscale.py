@@ -26,8 +26,11 @@ _CONSUMING = re.compile(r"workers consuming: ([\d.]+)s after the submission retu
 
 def run(ctx: Context) -> list[Row]:
     if ctx.cfg.name != "full":
-        return [not_run("6 autoscaling", f"{ctx.cfg.name} run: scenario 6 runs in `make bench` only",
-                        target=f"≤ {TARGET:.0f} s")]
+        return [
+            not_run(
+                "6 autoscaling", f"{ctx.cfg.name} run: scenario 6 runs in `make bench` only", target=f"≤ {TARGET:.0f} s"
+            )
+        ]
     cmd = [sys.executable, "-m", "pytest", TEST, "-m", "cluster", "-s", "-q", "-p", "no:cacheprovider"]
     env = {**os.environ, "HUMANIZER_CACHE": os.environ.get("HUMANIZER_CACHE", os.path.expanduser("~/.cache/humanizer"))}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -35,8 +38,13 @@ def run(ctx: Context) -> list[Row]:
     reaction, consuming = _REACTION.search(out), _CONSUMING.search(out)
     if proc.returncode != 0 or not reaction or not consuming:
         tail = " | ".join(line for line in out.strip().splitlines()[-3:])
-        return [not_run("6 autoscaling", f"cluster test did not complete (exit {proc.returncode}): {tail[:300]}",
-                        target=f"≤ {TARGET:.0f} s")]
+        return [
+            not_run(
+                "6 autoscaling",
+                f"cluster test did not complete (exit {proc.returncode}): {tail[:300]}",
+                target=f"≤ {TARGET:.0f} s",
+            )
+        ]
     patched, started = float(reaction.group(1)), float(consuming.group(1))
     return [
         Row(

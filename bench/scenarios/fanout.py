@@ -3,14 +3,18 @@
 Ours (the chord via ``OrchestrationService``) against a plain Celery chord of the same HTTP call
 (``bench.baselines.plain_celery``), same Redis server (db 1), same worker processes, same W: the plain
 chord runs W/processes threads per process; ours has W/processes call slots per process
-(``HUMANIZER_WORKER_CALLS``) fed by batch tasks of 8 chunks (``bench.common.our_layout``).
+(``HUMANIZER_WORKER_CALLS``) fed by batch tasks of 16 chunks (``bench.common.our_layout``).
 efficiency = ceil(N/W) × latency / makespan. Targets: ≥ 0.92 at W=64, ≥ 0.85 at W=128.
+
+A second row per W puts ours against the SDK ceiling (``bench.baselines.sdk_processes``): the same calls
+through the same SDK in the same number of processes, with no orchestration at all.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from bench.baselines import sdk_processes
 from bench.common import (
     Context,
     CpuMeter,
@@ -69,10 +73,13 @@ def run(ctx: Context) -> list[Row]:
                     pr: dict[str, Any] = dict(plain_celery.run_chord(chunk_texts(n, f"p{w}r{rep}")))
                     pr["cpu_seconds"] = meter.stop()
                     plain.append(pr)
+        sdk = [sdk_processes.run(ctx.fake.url, n, w, procs, f"s{w}r{rep}") for rep in range(cfg.repeats)]
         ours_eff = ideal / median(r["makespan"] for r in ours)
         plain_eff = ideal / median(r["makespan"] for r in plain)
+        sdk_eff = ideal / median(r["makespan"] for r in sdk)
         curve.setdefault(w, {})["ours"] = ours_eff
         curve[w]["plain_celery"] = plain_eff
+        curve[w]["sdk_ceiling"] = sdk_eff
         ctx.shared.setdefault("ours_chunks_per_s", {})[w] = n / median(r["makespan"] for r in ours)
         target = TARGETS.get(w)
         rows.append(
@@ -99,6 +106,21 @@ def run(ctx: Context) -> list[Row]:
                     "plain_celery": plain,
                     "client_profile_file": bool(profile_text),
                 },
+            )
+        )
+        rows.append(
+            Row(
+                "1 fan-out",
+                f"vs SDK ceiling W={w} ({procs}×{threads}, no queue)",
+                round(ours_eff, 3),
+                round(sdk_eff, 3),
+                "SDK calls alone",
+                _r(ratio(ours_eff, sdk_eff)),
+                "",
+                None,
+                note=f"the SDK's calls alone in {procs} process(es), no broker/store/merge: {sdk_eff:.3f}"
+                + (f"; the target {target} is above it" if target and sdk_eff < target else ""),
+                details={"n": n, "w": w, "processes": procs, "sdk_processes": sdk, "ideal_seconds": ideal},
             )
         )
     return rows

@@ -59,6 +59,13 @@ def test_numbers_are_sane(bench_run: tuple[dict, str, Path]) -> None:
     assert fan
     for r in fan:
         assert 0 < r["ours"] <= 1.2 and 0 < r["baseline"] <= 1.2
+    ceiling = [r for r in fan if r["baseline_name"] == "SDK calls alone"]  # one per W, a real measurement
+    assert len(ceiling) == len(doc["meta"]["config"]["fanout_ws"])
+    assert all(
+        run["makespan"] > 0 and run["cpu_seconds"]["clients"] > 0
+        for r in ceiling
+        for run in r["details"]["sdk_processes"]
+    )
     for w, curve in doc["efficiency_curve"].items():
         assert int(w) > 0
         for key, eff in curve.items():
