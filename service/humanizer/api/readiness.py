@@ -1,4 +1,9 @@
-"""Readiness: Redis answers, at least one worker answers a Celery ping (cached), a provider is configured."""
+"""Readiness: Redis answers and a provider is configured; how many workers answer a ping is reported too.
+
+The API is ready when it can accept jobs. Workers are not required: with none running (scaled to zero,
+or all restarting) a job is accepted and waits in the queue, which is what the operator scales up from.
+An API that went unready with its workers would take itself out of its Service exactly when a job is
+needed to wake them."""
 
 from __future__ import annotations
 
@@ -34,10 +39,13 @@ class ReadinessProbe:
                 return self._workers[1]
             try:
                 names = self.monitor.ping_workers()
-                check = ReadinessCheck(ok=bool(names), message=f"{len(names)} worker(s) answered a ping"
-                                       if names else "no worker answered a ping")
+                check = ReadinessCheck(
+                    ok=bool(names), required=False,
+                    message=f"{len(names)} worker(s) answered a ping" if names
+                    else "no worker answered a ping: jobs are accepted and wait in the queue until one starts",
+                )
             except Exception as exc:
-                check = ReadinessCheck(ok=False, message=f"cannot ping workers ({type(exc).__name__})")
+                check = ReadinessCheck(ok=False, required=False, message=f"cannot ping workers ({type(exc).__name__})")
             self._workers = (time.monotonic() + self.cache_seconds, check)
             return check
 
@@ -50,7 +58,7 @@ class ReadinessProbe:
     def check(self) -> Readiness:
         checks = {"redis": self._redis()}
         checks["workers"] = self._workers_check() if checks["redis"].ok else ReadinessCheck(
-            ok=False, message="skipped: Redis unreachable")
+            ok=False, required=False, message="skipped: Redis unreachable")
         checks["provider"] = self._provider()
-        ready = all(c.ok for c in checks.values())
+        ready = all(c.ok for c in checks.values() if c.required)
         return Readiness(status="ready" if ready else "not-ready", checks=checks)

@@ -144,6 +144,7 @@ class Liveness(BaseModel):
 class ReadinessCheck(BaseModel):
     ok: bool
     message: str
+    required: bool = Field(True, description="whether readiness depends on this check")
 
 
 class Readiness(BaseModel):

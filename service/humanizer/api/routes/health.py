@@ -28,7 +28,8 @@ def healthz() -> Liveness:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    summary="Readiness: Redis answers, a worker answers a ping (cached ~5 s), a provider is configured",
+    summary="Readiness: Redis answers and a provider is configured (workers answering a ping are reported, "
+    "not required: with none, jobs queue)",
     responses=problem_responses(401, 503),
 )
 async def readyz(request: Request) -> Response:
@@ -36,7 +37,7 @@ async def readyz(request: Request) -> Response:
     result = await anyio.to_thread.run_sync(probe.check)
     if result.status == "ready":
         return JSONResponse(result.model_dump())
-    failing = ", ".join(f"{name}: {c.message}" for name, c in result.checks.items() if not c.ok)
+    failing = ", ".join(f"{name}: {c.message}" for name, c in result.checks.items() if c.required and not c.ok)
     return problem_response(P.NOT_READY, failing, instance="/readyz", checks=result.model_dump()["checks"])
 
 
