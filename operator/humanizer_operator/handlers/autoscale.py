@@ -26,6 +26,7 @@ import redis
 from kubernetes.client.exceptions import ApiException
 
 from humanizer.config import Settings, get_settings
+from humanizer.jobs.store import JobStore
 from humanizer.monitoring.queues import queue_depths, unacked_count
 from humanizer_operator import k8s, metrics, service
 from humanizer_operator.autoscaler import (
@@ -92,11 +93,20 @@ class Autoscaler:
         return bool(client.eval(_LEASE, 1, self.lease_key, self.identity, self.lease_ms))
 
     def _work(self, client: redis.Redis) -> tuple[int, int, float]:
-        """Chunks queued and in flight. A message is one batch task of up to ``HUMANIZER_BATCH_SIZE`` chunks;
-        counting every message as a full batch errs towards more workers, by less than one batch per job."""
+        """Chunks queued and in flight.
+
+        A message is one batch task of up to ``HUMANIZER_BATCH_SIZE`` chunks, so messages × batch size is an
+        upper bound: a job's last batch is partial, and many small jobs (one-paragraph documents) would each
+        count as a whole batch, 16 times their size. The unfinished jobs' chunks not yet done
+        (``JobStore.outstanding_chunks``) cap it, exactly; with more unfinished jobs than that reads at once,
+        the bound alone is used."""
         per_message = max(1, self.hz.batch_size)
         queued = sum(queue_depths(client, self.op.queues).values()) * per_message
         in_flight = unacked_count(client) * per_message
+        left = JobStore(client, prefix=self.hz.key_prefix).outstanding_chunks()
+        if left is not None:
+            in_flight = min(in_flight, left)
+            queued = min(queued, left - in_flight)
         raw = client.get(f"{self.hz.key_prefix}:stats:chunk_seconds")
         return queued, in_flight, float(str(raw)) if raw else 2.0
 

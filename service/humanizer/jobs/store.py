@@ -315,6 +315,20 @@ class JobStore:
         rows = self.r.zrangebyscore(self.active_key, "-inf", upper, withscores=True)
         return [(job_id, float(score)) for job_id, score in rows]
 
+    def outstanding_chunks(self, max_jobs: int = 5000) -> int | None:
+        """Chunks of the unfinished jobs not done, failed or skipped yet: the work still queued or in flight,
+        counted exactly. None when more than ``max_jobs`` jobs are unfinished (too many to read at once)."""
+        if self.r.zcard(self.active_key) > max_jobs:
+            return None
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in self.r.zrange(self.active_key, 0, -1):
+            pipe.hmget(self.key(job_id), "total", "done", "failed", "skipped")
+        left = 0
+        for total, *ended in pipe.execute():
+            if total is not None:  # a job deleted meanwhile
+                left += max(0, int(total) - sum(int(n or 0) for n in ended))
+        return left
+
     def touch(self, job_id: str, quiet_for: float = 0.0) -> None:
         """Mark progress now; ``quiet_for``: no progress is expected for that many seconds (a retry countdown)."""
         self.r.zadd(self.active_key, {job_id: time.time() + quiet_for}, xx=True)
