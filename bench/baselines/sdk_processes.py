@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,20 @@ def run(url: str, n: int, w: int, procs: int, tag: str, timeout: float = 120.0) 
         )
         for k in range(procs)
     ]
+
+    def kill_all() -> None:
+        for c in children:
+            if c.poll() is None:
+                c.kill()
+
+    stuck = threading.Timer(timeout, kill_all)  # a child hanging before "ready" must not hang the run
+    stuck.start()
     try:
         for c in children:
             assert c.stdout is not None
             if c.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"SDK baseline process {c.pid} did not start")
+                raise RuntimeError(f"SDK baseline process {c.pid} did not start (or timed out warming up)")
+        stuck.cancel()
         t0 = time.monotonic()
         for c in children:
             assert c.stdin is not None
@@ -108,10 +118,10 @@ def run(url: str, n: int, w: int, procs: int, tag: str, timeout: float = 120.0) 
             "cpu_seconds": {"clients": sum(d["cpu_seconds"] for d in done)},
         }
     finally:
+        stuck.cancel()
+        kill_all()
         for c in children:
-            if c.poll() is None:
-                c.kill()
-                c.wait()
+            c.wait()
 
 
 if __name__ == "__main__":

@@ -24,9 +24,15 @@ CURRENT_REPLICAS = Gauge(
 DECISIONS = Counter(
     "humanizer_autoscaler_decisions_total", "Autoscaler decisions, by reason", ["reason"], registry=REGISTRY
 )
-QUEUED = Gauge("humanizer_autoscaler_queued_tasks", "Tasks waiting in the worker queues", registry=REGISTRY)
+QUEUED = Gauge(
+    "humanizer_autoscaler_queued_tasks",
+    "Work waiting in the worker queues, in chunks (a merge/verify task counts as one)",
+    registry=REGISTRY,
+)
 IN_FLIGHT = Gauge(
-    "humanizer_autoscaler_in_flight_tasks", "Tasks delivered to workers and not yet acknowledged", registry=REGISTRY
+    "humanizer_autoscaler_in_flight_tasks",
+    "Work delivered to workers and not yet acknowledged, in chunks (a merge/verify task counts as one)",
+    registry=REGISTRY,
 )
 
 for _reason in REASONS:

@@ -27,7 +27,8 @@ from kubernetes.client.exceptions import ApiException
 
 from humanizer.config import Settings, get_settings
 from humanizer.jobs.store import JobStore
-from humanizer.monitoring.queues import queue_depths, unacked_count
+from humanizer.monitoring.queues import queue_depths, unacked_by_queue
+from humanizer.worker.celery_app import CONTROL_QUEUE
 from humanizer_operator import k8s, metrics, service
 from humanizer_operator.autoscaler import (
     NO_DEPLOYMENT,
@@ -93,20 +94,25 @@ class Autoscaler:
         return bool(client.eval(_LEASE, 1, self.lease_key, self.identity, self.lease_ms))
 
     def _work(self, client: redis.Redis) -> tuple[int, int, float]:
-        """Chunks queued and in flight.
+        """Work queued and in flight, in chunks; a merge or verify message counts as one.
 
-        A message is one batch task of up to ``HUMANIZER_BATCH_SIZE`` chunks, so messages × batch size is an
-        upper bound: a job's last batch is partial, and many small jobs (one-paragraph documents) would each
-        count as a whole batch, 16 times their size. The unfinished jobs' chunks not yet done
-        (``JobStore.outstanding_chunks``) cap it, exactly; with more unfinished jobs than that reads at once,
-        the bound alone is used."""
+        A chunk message is one batch task of up to ``HUMANIZER_BATCH_SIZE`` chunks, so messages × batch size
+        is an upper bound: a job's last batch is partial, and many small jobs (one-paragraph documents) would
+        each count as a whole batch, 16 times their size. The unfinished jobs' chunks without an output
+        (``JobStore.outstanding_chunks``) cap it; with more unfinished jobs than that reads at once, the bound
+        alone is used. Control messages are never capped: a merge waiting alone (a document of code blocks
+        only, a resumed job with every chunk done) must still wake a worker from zero."""
         per_message = max(1, self.hz.batch_size)
-        queued = sum(queue_depths(client, self.op.queues).values()) * per_message
-        in_flight = unacked_count(client) * per_message
+        depths = queue_depths(client, self.op.queues)
+        held = unacked_by_queue(client)
+        queued = sum(n for q, n in depths.items() if q != CONTROL_QUEUE) * per_message
+        in_flight = sum(n for q, n in held.items() if q != CONTROL_QUEUE) * per_message
         left = JobStore(client, prefix=self.hz.key_prefix).outstanding_chunks()
         if left is not None:
             in_flight = min(in_flight, left)
             queued = min(queued, left - in_flight)
+        queued += depths.get(CONTROL_QUEUE, 0)
+        in_flight += held.get(CONTROL_QUEUE, 0)
         raw = client.get(f"{self.hz.key_prefix}:stats:chunk_seconds")
         return queued, in_flight, float(str(raw)) if raw else 2.0
 

@@ -316,13 +316,15 @@ class JobStore:
         return [(job_id, float(score)) for job_id, score in rows]
 
     def outstanding_chunks(self, max_jobs: int = 5000) -> int | None:
-        """Chunks of the unfinished jobs not done, failed or skipped yet: the work still queued or in flight,
-        counted exactly. None when more than ``max_jobs`` jobs are unfinished (too many to read at once)."""
+        """Chunks of the unfinished jobs with neither an output nor a dead letter: the chunk work still
+        queued or in flight. None when more than ``max_jobs`` jobs are unfinished (too many to read at once).
+        (``skipped`` is not subtracted: chunks are skipped only once a job has ended, and a batch skipped
+        around a resume could count chunks that are done.)"""
         if self.r.zcard(self.active_key) > max_jobs:
             return None
         pipe = self.r.pipeline(transaction=False)
         for job_id in self.r.zrange(self.active_key, 0, -1):
-            pipe.hmget(self.key(job_id), "total", "done", "failed", "skipped")
+            pipe.hmget(self.key(job_id), "total", "done", "failed")
         left = 0
         for total, *ended in pipe.execute():
             if total is not None:  # a job deleted meanwhile

@@ -7,6 +7,8 @@ tasks waiting for their ETA/countdown) sit in the ``unacked`` hash instead.
 
 from __future__ import annotations
 
+import collections
+import json
 from collections.abc import Iterable
 
 import redis
@@ -38,6 +40,19 @@ def queue_depths(client: redis.Redis, queues: Iterable[str]) -> dict[str, int]:
     counts = [int(n) for n in pipe.execute()]
     per = len(PRIORITY_STEPS)
     return {q: sum(counts[i * per : (i + 1) * per]) for i, q in enumerate(queues)}
+
+
+def unacked_by_queue(client: redis.Redis, key: str = UNACKED_KEY) -> collections.Counter[str]:
+    """Messages delivered and not yet acknowledged, by the queue they came from (kombu stores each as
+    ``[message, exchange, routing key]``; our routing keys are the queue names)."""
+    counts: collections.Counter[str] = collections.Counter()
+    for _tag, raw in client.hscan_iter(key, count=500):
+        try:
+            queue = json.loads(raw)[2]
+        except (ValueError, TypeError, IndexError):
+            queue = ""
+        counts[str(queue)] += 1
+    return counts
 
 
 def unacked_count(client: redis.Redis, key: str = UNACKED_KEY) -> int:
