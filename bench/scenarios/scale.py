@@ -1,7 +1,8 @@
 """Scenario 7 — scale and leaks.
 
-a) A ~1 MB document end to end (chunked by us, W = 64: 2 processes × 32 call slots), peak RSS
-   of the workers and Redis.
+a) A ~1 MB document end to end through the HTTP API (a real ``humanizer api`` process): POST /v1/jobs,
+   poll the job, GET its result. W = 64 (2 processes × 32 call slots). Peak RSS of the API, the workers
+   and Redis.
 b) Many small jobs one after another (instant provider); each is deleted once its result is read, as a
    client that has consumed it would. Worker RSS and Redis ``used_memory`` after the warm-up jobs and at
    the end must stay within 10 %. Keys: DBSIZE after the warm-up vs the end; every key that is left must
@@ -12,11 +13,16 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import Counter
 from typing import Any
 
+import httpx2
+
 from bench.common import Context, PeakRss, Row, chunk_texts, local_stack, our_layout, rss_bytes, worker_pids
 from bench.ours import run_job
+
+API_TOKEN = "bench-scale-token-0001"
 
 MB = 1024 * 1024
 GROWTH_LIMIT = 0.10
@@ -35,6 +41,38 @@ def document(size: int) -> str:
         total += len(p) + 2
         i += 1
     return "\n\n".join(paras) + "\n"
+
+
+def _through_api(url: str, text: str, timeout: float = 900.0) -> dict[str, Any]:
+    """POST the document, poll the job until it ends, GET the result; the clock covers all three."""
+    with httpx2.Client(base_url=url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=60) as client:
+        t0 = time.perf_counter()
+        resp = client.post("/v1/jobs", json={"text": text, "verify": False})
+        resp.raise_for_status()
+        t_post = time.perf_counter()
+        job_id = resp.json()["job_id"]
+        while True:
+            view = client.get(f"/v1/jobs/{job_id}").json()
+            if view["status"] in ("SUCCESS", "FAILURE", "CANCELLED"):
+                break
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError(f"job {job_id} still {view['status']} after {timeout}s")
+            time.sleep(0.02)
+        if view["status"] != "SUCCESS":
+            raise RuntimeError(f"job {job_id} ended {view['status']}: {view.get('error')}")
+        t_done = time.perf_counter()
+        result = client.get(f"/v1/jobs/{job_id}/result")
+        result.raise_for_status()
+        out = result.json()["humanized_text"]
+        t1 = time.perf_counter()
+    return {
+        "job_id": job_id,
+        "chunks": view["progress"]["total"],
+        "makespan": t1 - t0,
+        "post_seconds": t_post - t0,
+        "result_seconds": t1 - t_done,
+        "result_bytes": len(out.encode()),
+    }
 
 
 def _pattern(key: str) -> str:
@@ -65,6 +103,7 @@ def _leftovers(r: Any, before: set[Any]) -> dict[str, Any]:
 
 
 def run(ctx: Context) -> list[Row]:
+    from humanizer.api.testing import start_api_process
     from humanizer.orchestration import OrchestrationService
 
     cfg = ctx.cfg
@@ -76,14 +115,17 @@ def run(ctx: Context) -> list[Row]:
         svc = OrchestrationService()
         r = svc.store.r
         run_job(chunk_texts(32, "scwarm"))
-        with PeakRss({"workers": wp, "redis": rp}) as peak:
-            job = run_job(text=text, timeout=900)
+        api_env = {**stack.env, "HUMANIZER_API_TOKENS": API_TOKEN, "LOG_LEVEL": "WARNING"}
+        with start_api_process(api_env) as api:
+            _through_api(api.url, document(3000))  # warm-up: the API's first request loads the tokenizer
+            with PeakRss({"api": [api.proc.pid], "workers": wp, "redis": rp}) as peak:
+                job = _through_api(api.url, text)
         w = 64
         ideal = math.ceil(job["chunks"] / w) * cfg.latency
         rows.append(
             Row(
                 "7 scale",
-                f"{len(text.encode()) / MB:.2f} MB document end to end (W=64)",
+                f"{len(text.encode()) / MB:.2f} MB document end to end via the API (W=64)",
                 round(job["makespan"], 2),
                 round(ideal, 2),
                 "ideal ceil(N/W)×latency",
@@ -91,11 +133,13 @@ def run(ctx: Context) -> list[Row]:
                 "info",
                 None,
                 unit="s",
-                note=f"{job['chunks']} chunks, {job['chunks'] / job['makespan']:.0f} chunks/s, submit "
-                f"{job['publish_seconds']:.2f} s; peak RSS workers {peak.peak['workers'] / MB:.0f} MB, "
-                f"Redis {peak.peak['redis'] / MB:.0f} MB",
+                note=f"{job['chunks']} chunks, {job['chunks'] / job['makespan']:.0f} chunks/s, POST answered in "
+                f"{job['post_seconds']:.2f} s, result {job['result_bytes'] / MB:.2f} MB fetched in "
+                f"{job['result_seconds']:.2f} s; peak RSS API {peak.peak['api'] / MB:.0f} MB, workers "
+                f"{peak.peak['workers'] / MB:.0f} MB, Redis {peak.peak['redis'] / MB:.0f} MB",
                 details={
                     **job,
+                    "peak_rss_api": peak.peak["api"],
                     "peak_rss_workers": peak.peak["workers"],
                     "peak_rss_redis": peak.peak["redis"],
                     "doc_bytes": len(text.encode()),

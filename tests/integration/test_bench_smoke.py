@@ -80,6 +80,8 @@ def test_numbers_are_sane(bench_run: tuple[dict, str, Path]) -> None:
     assert 0 < rl["ratio"] <= 1.2
     scale = [r for r in rows if r["scenario"] == "7 scale"]
     assert scale[0]["ours"] > 0 and scale[0]["details"]["peak_rss_workers"] > 0
+    assert scale[0]["details"]["peak_rss_api"] > 0  # the document went through a real API process
+    assert scale[0]["details"]["result_bytes"] >= scale[0]["details"]["doc_bytes"] * 0.5
 
 
 def test_table_printed(bench_run: tuple[dict, str, Path]) -> None:

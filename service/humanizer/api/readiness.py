@@ -38,7 +38,7 @@ class ReadinessProbe:
             if self._workers and time.monotonic() < self._workers[0]:
                 return self._workers[1]
             try:
-                names = self.monitor.ping_workers()
+                names = self.monitor.ping_workers(attempts=1)  # informational: one window, not two
                 check = ReadinessCheck(
                     ok=bool(names), required=False,
                     message=f"{len(names)} worker(s) answered a ping" if names
