@@ -8,8 +8,9 @@ starts at the same moment. No design that calls the provider through the SDK wit
 machine can beat this number, so it is the ceiling our fan-out is measured against (scenario 1).
 
 Each child is ``python -m bench.baselines.sdk_processes URL W N TAG K P``: it warms up (connections,
-imports), prints ``ready``, waits for a line on stdin, makes its calls and prints the monotonic time it
-finished (CLOCK_MONOTONIC is one clock for every process on the machine).
+imports), prints ``ready``, waits for a line on stdin, makes its calls and prints one JSON line: the
+monotonic time it finished (CLOCK_MONOTONIC is one clock for every process on the machine) and the CPU
+seconds its calls took.
 """
 
 from __future__ import annotations
