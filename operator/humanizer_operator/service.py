@@ -7,13 +7,12 @@ The operator uses the same code paths as the API: ``submit_job`` to start a job,
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Iterable
 
 import redis
 
 from humanizer.config import Settings, get_settings
 from humanizer.jobs.store import JobStore
+from humanizer.monitoring.queues import held_messages
 from humanizer.orchestration import OrchestrationService
 
 
@@ -36,19 +35,7 @@ def fast_redis(dsn: str) -> redis.Redis:
     return redis.Redis.from_url(dsn, decode_responses=True, socket_connect_timeout=1.0, socket_timeout=2.0)
 
 
-def running_task_ids(client: redis.Redis, unacked_key: str = "unacked") -> Iterable[str]:
-    """Task ids of the messages delivered to workers and not acknowledged (kombu's unacked hash)."""
-    for _tag, raw in client.hscan_iter(unacked_key, count=500):
-        try:
-            payload = json.loads(raw)[0]
-            task_id = payload.get("headers", {}).get("id")
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-            continue
-        if task_id:
-            yield str(task_id)
-
-
 def job_tasks_running(client: redis.Redis, job_id: str) -> int:
     """How many of ``job_id``'s chunk tasks a worker holds right now (running or waiting to retry)."""
     prefix = f"{job_id}:"
-    return sum(1 for tid in running_task_ids(client) if tid.startswith(prefix))
+    return sum(1 for task_id, _queue in held_messages(client) if task_id.startswith(prefix))

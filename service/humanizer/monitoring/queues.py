@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import redis
 
@@ -42,17 +42,25 @@ def queue_depths(client: redis.Redis, queues: Iterable[str]) -> dict[str, int]:
     return {q: sum(counts[i * per : (i + 1) * per]) for i, q in enumerate(queues)}
 
 
-def unacked_by_queue(client: redis.Redis, key: str = UNACKED_KEY) -> collections.Counter[str]:
-    """Messages delivered and not yet acknowledged, by the queue they came from (kombu stores each as
-    ``[message, exchange, routing key]``; our routing keys are the queue names)."""
-    counts: collections.Counter[str] = collections.Counter()
+def held_messages(client: redis.Redis, key: str = UNACKED_KEY) -> Iterator[tuple[str, str]]:
+    """``(task id, queue)`` of each message delivered to a worker and not yet acknowledged. Kombu stores
+    each as ``[message, exchange, routing key]``; our routing keys are the queue names. A field that cannot
+    be read is ``""``."""
     for _tag, raw in client.hscan_iter(key, count=500):
         try:
-            queue = json.loads(raw)[2]
-        except (ValueError, TypeError, IndexError):
-            queue = ""
-        counts[str(queue)] += 1
-    return counts
+            entry = json.loads(raw)
+        except ValueError:
+            entry = None
+        message = entry[0] if isinstance(entry, list) and entry and isinstance(entry[0], dict) else {}
+        headers = message.get("headers")
+        task_id = headers.get("id") if isinstance(headers, dict) else None
+        queue = entry[2] if isinstance(entry, list) and len(entry) > 2 else None
+        yield str(task_id or ""), str(queue or "")
+
+
+def unacked_by_queue(client: redis.Redis, key: str = UNACKED_KEY) -> collections.Counter[str]:
+    """Messages delivered and not yet acknowledged, by the queue they came from."""
+    return collections.Counter(queue for _task_id, queue in held_messages(client, key))
 
 
 def unacked_count(client: redis.Redis, key: str = UNACKED_KEY) -> int:
