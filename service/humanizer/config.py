@@ -39,6 +39,15 @@ class Settings(BaseSettings):
         0, ge=0, le=1, validation_alias=_env("OPENAI_SDK_MAX_RETRIES", "openai_sdk_max_retries")
     )
 
+    max_tokens_ratio: float = Field(
+        1.5, ge=0.0, le=20.0, validation_alias=_env("HUMANIZER_MAX_TOKENS_RATIO", "max_tokens_ratio"),
+        description="max_tokens per call = ceil(ratio x the chunk's input tokens) + margin, at most "
+        "OPENAI_MAX_TOKENS (or the job's max_tokens); 0: always ask for that cap",
+    )
+    max_tokens_margin: int = Field(
+        64, ge=0, le=32_000, validation_alias=_env("HUMANIZER_MAX_TOKENS_MARGIN", "max_tokens_margin")
+    )
+
     offline_latency: float = Field(
         0.0, ge=0.0, le=30.0, validation_alias=_env("HUMANIZER_OFFLINE_LATENCY", "offline_latency")
     )

@@ -63,6 +63,11 @@ TASKS_IN_FLIGHT = Gauge(
 )
 RETRIES = Counter("humanizer_retries_total", "Chunk retries scheduled, by reason", ["reason"])
 DEAD_LETTERS = Counter("humanizer_dead_letters_total", "Chunks dead-lettered, by error kind", ["error_kind"])
+TRUNCATED = Counter(
+    "humanizer_truncated_replies_total",
+    "Chunks whose reply was cut off at max_tokens (finish_reason length), by how they ended",
+    ["outcome"],
+)
 PROVIDER_REQUESTS = Counter(
     "humanizer_provider_requests_total", "Requests to the model provider, by HTTP status code",
     ["provider", "status_code"],
@@ -107,7 +112,7 @@ DEAD_LETTERS_PENDING = Gauge(
 )
 
 ALL_METRICS: list[Counter | Gauge | Histogram] = [
-    CHUNKS_PROCESSED, CHUNK_DURATION, QUEUE_WAIT, TASKS_IN_FLIGHT, RETRIES, DEAD_LETTERS, PROVIDER_REQUESTS,
+    CHUNKS_PROCESSED, CHUNK_DURATION, QUEUE_WAIT, TASKS_IN_FLIGHT, RETRIES, DEAD_LETTERS, TRUNCATED, PROVIDER_REQUESTS,
     PROVIDER_LATENCY, TOKENS, COST, RATE_LIMIT_WAIT, JOBS_FINISHED, JOB_DURATION, JOBS_SUBMITTED,
     HTTP_REQUESTS, HTTP_DURATION, QUEUE_DEPTH, QUEUE_UNACKED, DEAD_LETTERS_PENDING,
 ]
@@ -191,6 +196,15 @@ def count_retry(reason: str) -> None:
 
 def count_dead_letter(error_kind: str) -> None:
     DEAD_LETTERS.labels(_label(error_kind)).inc()
+
+
+TRUNCATION_OUTCOMES = frozenset({"recovered_by_retry", "recovered_by_split", "dead_lettered"})
+
+
+def count_truncated(outcome: str) -> None:
+    """A chunk's reply was truncated: ``recovered_by_retry`` (larger max_tokens), ``recovered_by_split`` or
+    ``dead_lettered`` (original text kept)."""
+    TRUNCATED.labels(_label(outcome, TRUNCATION_OUTCOMES)).inc()
 
 
 def observe_rate_limit_wait(seconds: float) -> None:
@@ -322,8 +336,10 @@ def _initialise_label_sets() -> None:
 
     for outcome in CHUNK_OUTCOMES:
         CHUNKS_PROCESSED.labels(outcome)
-    for kind in [*(k.value for k in ErrorKind), "poison"]:
+    for kind in [*(k.value for k in ErrorKind), "poison", "truncated"]:
         DEAD_LETTERS.labels(_label(kind))
+    for outcome in TRUNCATION_OUTCOMES:
+        TRUNCATED.labels(outcome)
     for state in ("success", "failure", "cancelled"):
         JOBS_FINISHED.labels(state)
 

@@ -9,6 +9,7 @@ CJK full stops (``。！？``) end a sentence even without following whitespace.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 _TERMINATOR = re.compile(r"[.!?…]+[\"'”’»)\]]*|[。！？]+[」』”’）)]*")
@@ -155,3 +156,26 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     if cur < end:
         spans.append((cur, end))
     return spans
+
+
+_PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
+
+
+def split_in_two(text: str) -> tuple[str, str, str] | None:
+    """Cut ``text`` into ``(left, gap, right)`` with ``left + gap + right == text``, at the paragraph break
+    nearest the middle, or else at the sentence boundary nearest the middle; ``gap`` is the whitespace
+    there. None when there is no such boundary (a single sentence)."""
+    core_start = len(text) - len(text.lstrip())
+    core_end = len(text.rstrip())
+    if core_end <= core_start:
+        return None
+    middle = (core_start + core_end) / 2
+    cuts = [(m.start(), m.end()) for m in _PARAGRAPH_BREAK.finditer(text, core_start, core_end)]
+    if not cuts:
+        spans = sentence_spans(text, core_start, core_end)
+        cuts = [(a[1], b[0]) for a, b in itertools.pairwise(spans)]
+    cuts = [(a, b) for a, b in cuts if core_start < a and b < core_end]
+    if not cuts:
+        return None
+    a, b = min(cuts, key=lambda c: abs((c[0] + c[1]) / 2 - middle))
+    return text[:a], text[a:b], text[b:]

@@ -23,12 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rpm", type=int, default=None, help="requests per minute; 429 with Retry-After beyond")
     p.add_argument("--mode", choices=["rewrite", "echo", "drop-number", "nonce"], default=None)
     p.add_argument("--pad-tokens", type=int, default=None, help="pad replies to about N tokens")
+    p.add_argument("--cut-at-max-tokens", action="store_true", default=None,
+                   help="cut replies longer than the request's max_tokens (finish_reason length)")
     p.add_argument("--model", default=None, help="model id reported by /v1/models")
     p.add_argument("--seed", type=int, default=None, help="seed for latency jitter and fault probabilities")
     p.add_argument(
         "--fault", action="append", default=[], metavar="SPEC",
         help="KIND[:name=value...], e.g. 429:probability=0.5:retry_after=2, timeout:first_n=1:hang=5, "
-        "400:match=FAULT-400, 500:times_per_text=1 (repeatable)",
+        "400:match=FAULT-400, 500:times_per_text=1, length:min_tokens=200 (repeatable)",
     )
     p.add_argument("--config-json", default=None, help="a whole config as JSON (flags override it)")
     return p
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> FakeLLMConfig:
     data = json.loads(args.config_json) if args.config_json else {}
-    for name in ("latency", "jitter", "api_key", "rpm", "mode", "pad_tokens", "model", "seed"):
+    for name in ("latency", "jitter", "api_key", "rpm", "mode", "pad_tokens", "cut_at_max_tokens", "model", "seed"):
         value = getattr(args, name)
         if value is not None:
             data[name] = value

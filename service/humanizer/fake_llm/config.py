@@ -20,7 +20,8 @@ class FaultRule(BaseModel):
     - ``match``: the user text contains this substring (e.g. a marker such as ``FAULT-400``);
     - ``first_n``: only the first N requests that reach this rule;
     - ``times_per_text``: each distinct text fails its first K times, then passes (retry tests);
-    - ``probability``: drawn from the server's seeded RNG.
+    - ``probability``: drawn from the server's seeded RNG;
+    - ``min_tokens``: the user text is at least this many tokens long (e.g. only long chunks are truncated).
 
     ``retry_after`` (seconds) goes into ``Retry-After``/``retry-after-ms`` for 429s; ``hang`` is how long a
     ``timeout`` fault stalls before it answers normally.
@@ -33,6 +34,7 @@ class FaultRule(BaseModel):
     first_n: int | None = Field(default=None, ge=0)
     match: str | None = None
     times_per_text: int | None = Field(default=None, ge=0)
+    min_tokens: int | None = Field(default=None, ge=0)
     retry_after: float | None = Field(default=None, ge=0.0)
     hang: float = Field(default=30.0, ge=0.0)
 
@@ -51,6 +53,10 @@ class FakeLLMConfig(BaseModel):
     rpm: int | None = Field(default=None, ge=1, description="requests per minute; 429 beyond")
     mode: Mode = "rewrite"
     pad_tokens: int = Field(default=0, ge=0, description="pad replies to about this many tokens (0: off)")
+    cut_at_max_tokens: bool = Field(
+        default=False, description="cut a reply longer than the request's max_tokens there, with finish_reason "
+        "length, as a real server does (off by default: benchmarks send small limits with padded replies)",
+    )
     model: str = "fake-model"
     seed: int = 0
     faults: list[FaultRule] = Field(default_factory=list)

@@ -70,6 +70,18 @@ def _filler(words: int) -> str:
     return "\n\n" + " ".join(_FILLER_WORDS[i % len(_FILLER_WORDS)] for i in range(words)).capitalize() + "."
 
 
+def _cut_to_tokens(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` of at most ``limit`` tokens (a bisection over characters)."""
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count_tokens(text[:mid]) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo]
+
+
 def _error(status: int, message: str, etype: str | None, code: str | None, param: str | None = None,
            headers: dict[str, str] | None = None) -> web.Response:
     body = {"error": {"message": message, "type": etype, "param": param, "code": code}}
@@ -113,7 +125,8 @@ class State:
         self.in_flight = 0
         self.max_in_flight = 0
 
-    def record(self, t: float, status: int, h: str, fault: str | None) -> None:
+    def record(self, t: float, status: int, h: str, fault: str | None, max_tokens: int | None = None,
+               finish: str | None = None) -> None:
         self.total += 1
         self.by_status[status] += 1
         if fault:
@@ -121,7 +134,7 @@ class State:
         if self.config.log_limit:
             self.log.append(
                 {"t": t, "status": status, "text_hash": h, "fault": fault,
-                 "duration": round(time.monotonic() - t, 6)}
+                 "duration": round(time.monotonic() - t, 6), "max_tokens": max_tokens, "finish_reason": finish}
             )
 
     def stats(self) -> dict[str, Any]:
@@ -142,6 +155,8 @@ class State:
             if rule.first_n is not None and self.rule_seen[i] >= rule.first_n:
                 continue
             if rule.times_per_text is not None and self.rule_text_seen[i][h] >= rule.times_per_text:
+                continue
+            if rule.min_tokens is not None and _cached_tokens(text) < rule.min_tokens:
                 continue
             if rule.probability < 1.0 and self.rng.random() >= rule.probability:
                 continue
@@ -290,6 +305,10 @@ class FakeLLM:
         # would be, not added on top (with 128 calls in flight that was 5-15 ms on every call)
         due = time.monotonic() + delay
         content, finish, completion_tokens = self._reply(text, messages, cfg, fault)
+        max_tokens = body.get("max_tokens")
+        max_tokens = max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None
+        if cfg.cut_at_max_tokens and max_tokens is not None and completion_tokens > max_tokens:
+            content, finish, completion_tokens = _cut_to_tokens(content, max_tokens), "length", max_tokens
         model = str(body.get("model") or cfg.model)
         prompt_tokens = sum(
             _cached_tokens(m["content"]) if isinstance(m.get("content"), str) else 0
@@ -308,7 +327,7 @@ class FakeLLM:
             await _sleep_until(due)
             resp = await self._stream(request, cid, created, model, content, finish,
                                       usage if include_usage else None, headers)
-            st.record(t, 200, h, fault)
+            st.record(t, 200, h, fault, max_tokens, finish)
             return resp
         payload = json.dumps(
             {
@@ -323,7 +342,7 @@ class FakeLLM:
             }
         )
         await _sleep_until(due)
-        st.record(t, 200, h, fault)
+        st.record(t, 200, h, fault, max_tokens, finish)
         return web.Response(text=payload, content_type="application/json", headers=headers)
 
     def _reply(self, text: str, messages: list[Any], cfg: FakeLLMConfig, fault: str | None) -> tuple[str, str, int]:

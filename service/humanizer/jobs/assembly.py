@@ -25,7 +25,8 @@ def merge_job(store: JobStore, job_id: str) -> str:
     total = int(meta["total"])
     chunks = store.chunks(job_id)
     outputs = store.outputs(job_id)
-    failures = store.failures(job_id)
+    # a failed chunk whose original text was kept (e.g. truncated replies) does not stop the merge
+    failures = {i: f for i, f in store.failures(job_id).items() if not f.get("kept_original")}
     if failures:
         first = failures[min(failures)]
         store.set_status(
@@ -58,17 +59,24 @@ def verify_job(store: JobStore, job_id: str) -> dict[str, Any]:
     chunks = store.chunks(job_id)
     outputs = store.outputs(job_id)
     flags = {int(k): v for k, v in store.r.hgetall(store.key(job_id, "flags")).items()}
+    kept = {i: v for i, v in flags.items() if v.startswith(KEPT_ORIGINAL_PREFIXES)}
+    placeholder_errors = {i: v for i, v in flags.items() if i not in kept}
     skip = {i for i, c in chunks.items() if c.get("kind") != "prose"}
     report = verify_document(
         [chunks[i]["text"] for i in range(total)],
         [outputs[i] for i in range(total)],
         VerificationOptions(),
-        placeholder_errors=flags or None,
+        placeholder_errors=placeholder_errors or None,
         skip=skip,
+        kept_original=kept or None,
     )
     data = report.model_dump(mode="json")
     store.save_report(job_id, data)
     return data
+
+
+#: Flags that say why a chunk kept its original text for a reason other than altered placeholders.
+KEPT_ORIGINAL_PREFIXES = ("truncated:",)
 
 
 def _preview(indices: list[int], limit: int = 10) -> str:

@@ -23,6 +23,7 @@ class DeadLetter(BaseModel):
     attempts: int
     failed_at: float
     stops_job: bool = False
+    kept_original: bool = False  # the chunk's original text stands in the document (e.g. ``truncated``)
 
 
 class DeadLetters:
@@ -42,7 +43,13 @@ class DeadLetters:
         message: str,
         attempts: int,
         stops_job: bool = False,
-    ) -> DeadLetter:
+        kept_text: str | None = None,
+        flag: str = "",
+        tokens: tuple[int, int] = (0, 0),
+    ) -> DeadLetter | None:
+        """Add an entry and record the chunk's failure in its job. With ``kept_text`` the chunk's original text
+        is stored as its output (flagged ``flag``) so the job still merges; returns None (and adds nothing)
+        if a rewrite of that chunk was stored first."""
         entry = DeadLetter(
             id=f"{job_id}:{index}",
             job_id=job_id,
@@ -53,12 +60,18 @@ class DeadLetters:
             attempts=attempts,
             failed_at=time.time(),
             stops_job=stops_job,
+            kept_original=kept_text is not None,
         )
+        if kept_text is not None and not self.store.keep_original(
+            job_id, index, kept_text, entry.model_dump(mode="json"), flag or message, *tokens
+        ):
+            return None
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.hash_key, entry.id, entry.model_dump_json())
         pipe.zadd(self.index_key, {entry.id: entry.failed_at})
         pipe.execute()
-        self.store.record_failure(job_id, index, entry.model_dump(mode="json"))
+        if kept_text is None:
+            self.store.record_failure(job_id, index, entry.model_dump(mode="json"))
         return entry
 
     def get(self, dl_id: str) -> DeadLetter | None:

@@ -26,7 +26,7 @@ def replay_dead_letter(store: JobStore, dead_letter_id: str) -> str:
     entry = dlq.get(dead_letter_id)
     if entry is None:
         raise KeyError(f"no dead letter {dead_letter_id}")
-    store.clear_failure(entry.job_id, entry.chunk_index)
+    _forget(store, entry.job_id, entry.chunk_index)
     dlq.remove(dead_letter_id)
     redrive(store, entry.job_id)
     return entry.job_id
@@ -36,6 +36,14 @@ def replay_job(store: JobStore, job_id: str) -> list[int]:
     """Replay every dead letter of ``job_id`` at once."""
     dlq = DeadLetters(store)
     for index in list(store.failures(job_id)):
-        store.clear_failure(job_id, index)
+        _forget(store, job_id, index)
         dlq.remove(f"{job_id}:{index}")
     return redrive(store, job_id)
+
+
+def _forget(store: JobStore, job_id: str, index: int) -> None:
+    """Clear a chunk's failure; if its original text was kept in the document, drop that too so it runs again."""
+    failure = store.failures(job_id).get(index) or {}
+    store.clear_failure(job_id, index)
+    if failure.get("kept_original"):
+        store.drop_kept_original(job_id, index)

@@ -10,7 +10,7 @@ Keys (prefix ``hz`` by default)::
     hz:job:<id>:chunks   hash   index -> chunk JSON (text, kind, context)
     hz:job:<id>:out      hash   index -> rewritten text (first writer wins)
     hz:job:<id>:fail     hash   index -> failure JSON (permanent failures / dead letters)
-    hz:job:<id>:flags    hash   index -> why a chunk kept its original text (altered placeholders)
+    hz:job:<id>:flags    hash   index -> why a chunk kept its original text (altered placeholders, truncated)
     hz:job:<id>:result   string the merged document (first writer wins)
     hz:job:<id>:report   string verification report JSON
     hz:job:<id>:deliveries hash chunk index -> starts of its call that never reported back (poison detection)
@@ -53,6 +53,24 @@ _RECORD_FAILURE = """
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('ZADD', KEYS[3], 'XX', ARGV[3], ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'failed', 1)
+return 1
+"""
+
+# KEYS: job, out, fail, flags, active ; ARGV: index, original text, tokens_in, tokens_out, failure json, flag,
+# now, job id. A chunk that failed for good but keeps its original text in the document: the output is the
+# original (``done`` is not counted: the chunk counts as failed), the failure is recorded and flagged.
+_KEEP_ORIGINAL = """
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[5]) == 1 then redis.call('HINCRBY', KEYS[1], 'failed', 1) end
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[6])
+redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[4])
+redis.call('ZADD', KEYS[5], 'XX', ARGV[7], ARGV[8])
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'PENDING' or st == 'STARTED' then
+  redis.call('HSET', KEYS[1], 'status', 'PROGRESS')
+  if not redis.call('HGET', KEYS[1], 'started_at') then redis.call('HSET', KEYS[1], 'started_at', ARGV[7]) end
+end
 return 1
 """
 
@@ -126,6 +144,7 @@ class JobStore:
         self.ttl = ttl_seconds
         self._record_failure = client.register_script(_RECORD_FAILURE)
         self._clear_failure = client.register_script(_CLEAR_FAILURE)
+        self._keep_original = client.register_script(_KEEP_ORIGINAL)
         self._set_status = client.register_script(_SET_STATUS)
         self._reopen = client.register_script(_REOPEN)
 
@@ -298,6 +317,24 @@ class JobStore:
     def record_failure(self, job_id: str, index: int, info: Mapping[str, Any]) -> bool:
         keys = [self.key(job_id), self.key(job_id, "fail"), self.active_key]
         return bool(self._record_failure(keys=keys, args=[index, json.dumps(info), time.time(), job_id]))
+
+    def keep_original(
+        self, job_id: str, index: int, text: str, info: Mapping[str, Any], flag: str,
+        tokens_in: int = 0, tokens_out: int = 0,
+    ) -> bool:
+        """Record a chunk's failure while its original ``text`` stays in the document (flagged ``flag`` for
+        verification). False if an output was stored first (a rewrite that arrived meanwhile wins)."""
+        keys = [self.key(job_id), self.key(job_id, "out"), self.key(job_id, "fail"), self.key(job_id, "flags"),
+                self.active_key]
+        args: list[Any] = [index, text, tokens_in, tokens_out, json.dumps(info), flag, time.time(), job_id]
+        return bool(self._keep_original(keys=keys, args=args))
+
+    def drop_kept_original(self, job_id: str, index: int) -> None:
+        """Forget the original text kept for a failed chunk (before it is replayed)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hdel(self.key(job_id, "out"), str(index))
+        pipe.hdel(self.key(job_id, "flags"), str(index))
+        pipe.execute()
 
     def count_starts(self, job_id: str, indices: Iterable[int], amount: int = 1) -> dict[int, int]:
         """Count a start of each chunk's call (``amount=-1``: an attempt that reported back, e.g. failed and

@@ -91,6 +91,7 @@ class ChunkReport(BaseModel):
     original_chars: int = 0
     rewritten_chars: int = 0
     placeholder_error: str | None = None
+    kept_original: str | None = None  # why the chunk's original text was kept instead of a rewrite
     issues: list[str] = Field(default_factory=list)
 
 
@@ -134,16 +135,19 @@ def verify_document(
     options: VerificationOptions | None = None,
     placeholder_errors: Mapping[int, str] | None = None,
     skip: Iterable[int] | None = None,
+    kept_original: Mapping[int, str] | None = None,
 ) -> VerificationReport:
     """Check every chunk not in ``skip`` (passthrough chunks), then the joined checked chunks.
 
-    A chunk listed in ``placeholder_errors`` is checked (and fails) even if it is also in ``skip``.
+    A chunk listed in ``placeholder_errors`` or ``kept_original`` (index -> why its original text was kept,
+    e.g. a reply truncated on every attempt) is checked and fails, even if it is also in ``skip``.
     """
     if len(originals) != len(rewrittens):
         raise ValueError(f"{len(originals)} originals but {len(rewrittens)} rewritten chunks")
     opts = options or VerificationOptions()
     errors = {int(k): v for k, v in (placeholder_errors or {}).items()}
-    skipped = {int(i) for i in (skip or ())} - set(errors)
+    kept = {int(k): v for k, v in (kept_original or {}).items()}
+    skipped = {int(i) for i in (skip or ())} - set(errors) - set(kept)
     failed: list[ChunkReport] = []
     totals = dict.fromkeys(CATEGORIES, 0)
     checked = 0
@@ -156,7 +160,7 @@ def verify_document(
         a, b = analyse(original), analyse(rewritten)
         orig_parts.append(a)
         new_parts.append(b)
-        chunk = _compare(i, a, b, opts, errors.get(i))
+        chunk = _compare(i, a, b, opts, errors.get(i), kept.get(i))
         for category, n in chunk.missing.counts().items():
             totals[category] += n
         if not chunk.passed:
@@ -224,6 +228,7 @@ def _compare(
     rewrite: Analysis,
     opts: VerificationOptions,
     placeholder_error: str | None,
+    kept_original: str | None = None,
 ) -> ChunkReport:
     issues: list[str] = []  # placeholder, length and overlap issues first, then the missing facts
     fact_issues: list[str] = []
@@ -231,6 +236,9 @@ def _compare(
     if placeholder_error is not None:
         failed = True
         issues.append(f"protected-span placeholders altered: {clip(placeholder_error, MAX_ERROR_CHARS)}")
+    if kept_original is not None:
+        failed = True
+        issues.append(f"original text kept: {clip(kept_original, MAX_ERROR_CHARS)}")
 
     missing: dict[str, list[str]] = {c: [] for c in CATEGORIES}
     for category in CATEGORIES:
@@ -294,5 +302,6 @@ def _compare(
         original_chars=original.chars,
         rewritten_chars=rewrite.chars,
         placeholder_error=clip(placeholder_error, MAX_ERROR_CHARS) if placeholder_error is not None else None,
+        kept_original=clip(kept_original, MAX_ERROR_CHARS) if kept_original is not None else None,
         issues=issues,
     )

@@ -25,14 +25,15 @@ import collections
 import functools
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from celery import Task
 from celery.signals import worker_ready
 
 from humanizer import metrics
-from humanizer.chunking import PlaceholderError, mask, unmask
+from humanizer.chunking import PlaceholderError, count_tokens, mask, unmask
+from humanizer.chunking.sentences import split_in_two
 from humanizer.config import Settings, get_settings
 from humanizer.jobs import assembly
 from humanizer.jobs.deadletters import DeadLetters
@@ -41,6 +42,7 @@ from humanizer.jobs.store import ChunkOutput, JobNotFound, JobStore
 from humanizer.logging import get_logger
 from humanizer.pricing import cost_usd
 from humanizer.providers import Provider, ProviderError, RewriteRequest, RewriteResult, build_provider
+from humanizer.providers.sizing import retry_max_tokens, size_max_tokens
 from humanizer.ratelimit import Limits, RateLimiter
 from humanizer.redis_client import get_redis
 from humanizer.worker import chunk_cache
@@ -146,9 +148,11 @@ class _Call:
     """What happened to one chunk's provider call inside a batch."""
 
     index: int
-    outcome: str  # stored | duplicate | skipped | failed | placeholders
+    outcome: str  # stored | duplicate | skipped | failed | placeholders | truncated
     seconds: float = 0.0
     error: ProviderError | None = None
+    tokens_in: int = 0  # tokens paid for by calls whose reply was not stored (truncated, then failed)
+    tokens_out: int = 0
 
 
 def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, Any]:
@@ -232,17 +236,110 @@ async def _call_all(
     ))
 
 
+class _JobEnded(Exception):
+    """The job was cancelled or stopped while a chunk waited for a rate-limit slot."""
+
+
+class _Truncated(Exception):
+    """Every attempt at a chunk was cut off at max_tokens (the message says how; it carries no text)."""
+
+
+@dataclass
+class _Caller:
+    """Makes one chunk's provider calls (one, or more when a reply is truncated) and adds up their tokens."""
+
+    engine: CallEngine
+    store: JobStore
+    job_id: str
+    provider: Provider
+    provider_name: str
+    model: str
+    limiter: RateLimiter
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    async def __call__(self, request: RewriteRequest, tokens: int) -> RewriteResult:
+        """One provider call in one of the process's call slots. The slot is held for the call only
+        (rate-limit wait included, so a reserved start is kept); storing the output happens after it is
+        released, so the next chunk's call is not held up by Redis."""
+        estimate = tokens * 2 + 200
+        async with self.engine.slot():
+            waited = self.limiter.reserve(tokens=estimate)
+            if self.limiter.limits.enabled:
+                metrics.observe_rate_limit_wait(waited)
+            if waited > 0:  # the batch looked at the job's status just before its calls; after a wait, look again
+                await asyncio.sleep(waited)
+                if self.store.status(self.job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):
+                    raise _JobEnded
+            started = time.monotonic()
+            with metrics.task_in_flight("humanize_chunk"):
+                try:  # the provider's own timeout is at most the chunk's soft time limit (see _provider)
+                    result = await self.provider.arewrite(request)
+                except ProviderError as err:
+                    status = err.status_code or err.kind.value
+                    metrics.observe_provider(status, time.monotonic() - started, self.provider_name)
+                    raise
+        metrics.observe_provider(200, time.monotonic() - started, self.provider_name)
+        metrics.observe_tokens(
+            result.input_tokens, result.output_tokens, self.provider_name, self.model,
+            cost_usd=cost_usd(self.store.prices, self.model, result.input_tokens, result.output_tokens),
+        )
+        self.limiter.settle(estimate, result.input_tokens + result.output_tokens)
+        self.tokens_in += result.input_tokens
+        self.tokens_out += result.output_tokens
+        return result
+
+
+async def _complete_rewrite(call: _Caller, request: RewriteRequest, tokens: int, cap: int) -> tuple[str, str]:
+    """The chunk's rewrite, never a truncated one: a reply cut off at ``max_tokens`` (finish_reason
+    ``length``) is retried once with a larger ``max_tokens`` sized from the chunk, then the chunk is cut in
+    two at a paragraph or sentence boundary and each half is rewritten on its own. Returns the (masked)
+    text and how it was obtained (``first``, ``retry`` or ``split``); raises ``_Truncated`` when even that
+    was cut off, ``ProviderError`` or ``_JobEnded`` from a call."""
+    first = request.max_tokens or cap
+    result = await call(request, tokens)
+    if not result.truncated:
+        return result.text, "first"
+    tried = [str(first)]
+    bigger = retry_max_tokens(tokens, cap, first)
+    if bigger is not None:
+        result = await call(replace(request, max_tokens=bigger), tokens)
+        if not result.truncated:
+            return result.text, "retry"
+        tried.append(str(bigger))
+    reason = f"the model's reply was cut off at max_tokens (finish_reason length) with max_tokens {', '.join(tried)}"
+    parts = split_in_two(request.text)
+    if parts is None:
+        raise _Truncated(f"{reason}; a single sentence cannot be split")
+    left, gap, right = parts
+    sizes = [count_tokens(left), count_tokens(right)]
+    halves = [
+        replace(request, text=left, context_after=None, max_tokens=retry_max_tokens(sizes[0], cap, 0) or cap),
+        replace(request, text=right, context_before=None, max_tokens=retry_max_tokens(sizes[1], cap, 0) or cap),
+    ]
+    outcomes = await asyncio.gather(*(call(h, n) for h, n in zip(halves, sizes, strict=True)), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    results = [o for o in outcomes if isinstance(o, RewriteResult)]
+    if any(r.truncated for r in results):
+        shown = "/".join(str(h.max_tokens) for h in halves)
+        raise _Truncated(f"{reason}, and again after splitting it in two (max_tokens {shown})")
+    return results[0].text + gap + results[1].text, "split"
+
+
 async def _call_one(
     engine: CallEngine, retries: int, store: JobStore, job_id: str, meta: dict[str, str], index: int,
     chunk: dict[str, Any], key: str,
 ) -> _Call:
-    """One chunk: mask, call the provider in one of the process's call slots, unmask, store.
-
-    The slot is held for the provider call only (rate-limit wait included, so a reserved start is kept);
-    storing the output happens after it is released, so the next chunk's call is not held up by Redis."""
+    """One chunk: mask, call the provider (``_complete_rewrite``), unmask, store."""
     s = get_settings()
     provider_name, model = meta.get("provider") or s.provider, meta.get("model") or s.openai_model
     masked = mask(chunk["text"])
+    tokens = int(chunk.get("tokens") or 0)
+    if masked.spans or not tokens:  # what the model sees and must give back: the masked text
+        tokens = count_tokens(masked.text)
+    cap = int(meta["max_tokens"]) if meta.get("max_tokens") else s.openai_max_tokens
     request = RewriteRequest(
         text=masked.text,
         style=meta.get("style") or s.style,
@@ -251,46 +348,39 @@ async def _call_one(
         context_after=chunk.get("context_after") or None,
         model=meta.get("model") or None,
         temperature=float(meta["temperature"]) if meta.get("temperature") else None,
-        max_tokens=int(meta["max_tokens"]) if meta.get("max_tokens") else None,
+        max_tokens=size_max_tokens(tokens, cap, s.max_tokens_ratio, s.max_tokens_margin),
     )
-    estimate = int(chunk.get("tokens") or 0) * 2 + 200
-    limiter = _limiter(provider_name, model)
-    provider = _provider(provider_name, model)
-    async with engine.slot():
-        waited = limiter.reserve(tokens=estimate)
-        if limiter.limits.enabled:
-            metrics.observe_rate_limit_wait(waited)
-        if waited > 0:  # the batch looked at the job's status just before its calls; after a wait, look again
-            await asyncio.sleep(waited)
-            if store.status(job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):
-                store.incr(job_id, "skipped")
-                metrics.observe_chunk("skipped", 0.0)
-                return _Call(index, "skipped")
-        started = time.monotonic()
-        with metrics.task_in_flight("humanize_chunk"):
-            try:  # the provider's own timeout is at most the chunk's soft time limit (see _provider)
-                result = await provider.arewrite(request)
-            except ProviderError as err:
-                metrics.observe_provider(err.status_code or err.kind.value, time.monotonic() - started, provider_name)
-                return _Call(index, "failed", time.monotonic() - started, err)
-    metrics.observe_provider(200, time.monotonic() - started, provider_name)
-    metrics.observe_tokens(
-        result.input_tokens, result.output_tokens, provider_name, model,
-        cost_usd=cost_usd(store.prices, model, result.input_tokens, result.output_tokens),
-    )
-    limiter.settle(estimate, result.input_tokens + result.output_tokens)
+    call = _Caller(engine, store, job_id, _provider(provider_name, model), provider_name, model,
+                   _limiter(provider_name, model))
+    started = time.monotonic()
     try:
-        output = unmask(result.text, masked.spans)
+        text, how = await _complete_rewrite(call, request, tokens, cap)
+    except _JobEnded:
+        store.incr(job_id, "skipped")
+        metrics.observe_chunk("skipped", 0.0)
+        return _Call(index, "skipped", 0.0, None, call.tokens_in, call.tokens_out)
+    except ProviderError as err:
+        return _Call(index, "failed", time.monotonic() - started, err, call.tokens_in, call.tokens_out)
+    except _Truncated as exc:
+        metrics.count_truncated("dead_lettered")
+        cut = ProviderError("invalid_response", f"truncated: {exc}")
+        return _Call(index, "truncated", time.monotonic() - started, cut, call.tokens_in, call.tokens_out)
+    if how != "first":
+        metrics.count_truncated(f"recovered_by_{how}")
+        log.info("chunk.truncated", job_id=job_id, chunk_id=index, recovered_by=how)
+    try:
+        output = unmask(text, masked.spans)
     except PlaceholderError as err:
-        return _Call(index, "placeholders", time.monotonic() - started, ProviderError("invalid_response", str(err)))
+        return _Call(index, "placeholders", time.monotonic() - started, ProviderError("invalid_response", str(err)),
+                     call.tokens_in, call.tokens_out)
     first = await get_writer(store).save(ChunkOutput(
-        job_id, index, output, result.input_tokens, result.output_tokens,
+        job_id, index, output, call.tokens_in, call.tokens_out,
         key, s.chunk_cache_ttl_seconds if key else 0,
     ))
     seconds = time.monotonic() - started
     metrics.observe_chunk("stored" if first else "duplicate", seconds)
     log.debug("chunk.done", job_id=job_id, chunk_id=index, stored=first, attempt=retries + 1,
-              seconds=round(seconds, 3), tokens_in=result.input_tokens, tokens_out=result.output_tokens)
+              seconds=round(seconds, 3), tokens_in=call.tokens_in, tokens_out=call.tokens_out)
     return _Call(index, "stored" if first else "duplicate", seconds)
 
 
@@ -303,11 +393,21 @@ def _settle_failures(
     can_retry = task.request.retries < s.celery_task_max_retries
     countdowns: list[float] = []
     retrying: list[int] = []
+    unstored = [c for c in calls if c.error is not None and c.outcome != "truncated"]  # truncated: kept below
+    spent_in, spent_out = sum(c.tokens_in for c in unstored), sum(c.tokens_out for c in unstored)
+    if spent_in or spent_out:  # paid for, though nothing was stored: still the job's tokens
+        pipe = store.r.pipeline(transaction=False)
+        pipe.hincrby(store.key(job_id), "tokens_in", spent_in)
+        pipe.hincrby(store.key(job_id), "tokens_out", spent_out)
+        pipe.execute()
     for call in calls:
         err = call.error
         if err is None:
             continue
-        if call.outcome == "placeholders":
+        if call.outcome == "truncated":  # retried and split already (_complete_rewrite): keep the original
+            _dead_letter(task, store, job_id, call.index, err, attempts, kind="truncated",
+                         kept_text=chunks[call.index]["text"], tokens=(call.tokens_in, call.tokens_out))
+        elif call.outcome == "placeholders":
             if can_retry:
                 countdowns.append(retry_countdown(0, s.celery_task_retry_delay, 5.0, rng=_rng))
                 retrying.append(call.index)
@@ -347,14 +447,20 @@ def finish(store: JobStore, job_id: str, status: JobStatus, **fields: Any) -> bo
 
 
 def _dead_letter(
-    task: Task, store: JobStore, job_id: str, index: int, err: ProviderError, attempts: int, kind: str | None = None
+    task: Task, store: JobStore, job_id: str, index: int, err: ProviderError, attempts: int, kind: str | None = None,
+    kept_text: str | None = None, tokens: tuple[int, int] = (0, 0),
 ) -> dict[str, Any]:
+    """Dead-letter a chunk. With ``kept_text`` its original text stays in the document (flagged for the
+    verification report) and the job still completes; the entry can be replayed like any other."""
     error_kind = kind or err.kind.value
     reason = "retries exhausted" if err.retryable and kind is None else "permanent error"
-    DeadLetters(store).add(
-        job_id, index, task_id=task.request.id, error_kind=error_kind, message=f"{reason}: {err}",
-        attempts=attempts, stops_job=err.stops_job,
+    message = f"{reason}: {err}" if kept_text is None else f"{err}; original text kept"
+    entry = DeadLetters(store).add(
+        job_id, index, task_id=task.request.id, error_kind=error_kind, message=message,
+        attempts=attempts, stops_job=err.stops_job, kept_text=kept_text, flag=str(err), tokens=tokens,
     )
+    if entry is None:  # a rewrite of this chunk was stored first (a duplicate delivery): nothing failed
+        return {"index": index, "outcome": "duplicate"}
     metrics.count_dead_letter(error_kind)
     metrics.observe_chunk("dead_lettered", 0.0)
     log.error(
