@@ -30,7 +30,8 @@ venv: $(VENV_STAMP) ## install the locked Python environment (uv, Python deps, e
 demo: venv ## the whole pipeline on this machine: embedded Redis, real workers, offline model
 	$(UV) run --frozen humanizer demo
 
-test: venv lint test-unit test-integration test-cluster ## lint + unit + integration + cluster tiers (CI runs this)
+test: venv lint test-unit test-integration test-cluster test-node ## lint + unit + integration + chart + cluster + node tiers (CI runs this)
+	@echo "make test: passed: lint, unit, integration, chart, cluster, $(if $(filter 1,$(HUMANIZER_SKIP_NODE_TIER)),node tier SKIPPED (HUMANIZER_SKIP_NODE_TIER=1),node)"
 
 test-unit: venv ## pure logic
 	$(PYTEST) tests/unit -m unit $(PYTEST_ARGS)

@@ -133,8 +133,8 @@ def _issue_cert(pki: Path, name: str, subject: str, extensions: str) -> None:
     )  # fmt: skip
 
 
-def make_pki(pki: Path) -> None:
-    """CA, apiserver serving cert (127.0.0.1/localhost), admin client cert, SA key pair."""
+def make_pki(pki: Path, extra_sans: tuple[str, ...] = ()) -> None:
+    """CA, apiserver serving cert (127.0.0.1/localhost + ``extra_sans``), admin client cert, SA key pair."""
     pki.mkdir(parents=True, exist_ok=True)
     _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key", cwd=pki)
     _openssl(
@@ -145,6 +145,7 @@ def make_pki(pki: Path) -> None:
     sans = [
         "IP:127.0.0.1", "IP:::1", f"IP:{KUBERNETES_SERVICE_IP}", "DNS:localhost", "DNS:kubernetes",
         "DNS:kubernetes.default", "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
+        *extra_sans,
     ]  # fmt: skip
     _issue_cert(
         pki, "apiserver", "/CN=kube-apiserver",
@@ -301,8 +302,13 @@ class ControlPlane:
         return self.workdir / "logs"
 
     @property
+    def host(self) -> str:
+        """The address the API server listens on and advertises."""
+        return "127.0.0.1"
+
+    @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        return f"https://{self.host}:{self.ports['apiserver']}"
 
     # lifecycle --------------------------------------------------------------------------------
     def __enter__(self) -> ControlPlane:
@@ -328,7 +334,8 @@ class ControlPlane:
             self.ports = {
                 k: free_port() for k in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok")
             }
-            make_pki(self.pki)
+            self._prepare()
+            make_pki(self.pki, self._extra_sans())
             write_kubeconfig(self.kubeconfig, self.server, self.pki)
             self._launch("etcd", self._etcd_args())
             self._wait("etcd", lambda: self._http_ok(f"http://127.0.0.1:{self.ports['etcd']}/health"))
@@ -336,24 +343,35 @@ class ControlPlane:
             self._wait("kube-apiserver", lambda: self._api_ok("/readyz"))
             self._launch("kube-controller-manager", self._controller_manager_args())
             self._launch("kube-scheduler", self._scheduler_args())
-            self._launch("kwok", self._kwok_args())
             self._wait("kube-controller-manager", lambda: self._https_ok(self.ports["controller-manager"]))
             self._wait("kube-scheduler", lambda: self._https_ok(self.ports["scheduler"]))
             self._wait("kube-controller-manager", self._default_serviceaccount_exists, what="default ServiceAccount")
-            self.create_nodes(self.nodes)
-            self._wait("kwok", lambda: self._nodes_ready(self.nodes), what=f"{self.nodes} node(s) Ready")
+            self._start_nodes()
             self._write_state()
         except BaseException:
             self.stop(remove=False)
             raise
         self.log(f"control plane ready in {time.monotonic() - t0:.1f}s: {self.server} (logs in {self.logs})")
 
+    def _prepare(self) -> None:
+        """Hook before the PKI is made (the node flavour sets up its host network here)."""
+
+    def _extra_sans(self) -> tuple[str, ...]:
+        """Extra subjectAltNames of the API server's certificate."""
+        return ()
+
+    def _start_nodes(self) -> None:
+        """Start the node side: kwok and its fake nodes (the node flavour starts a real node)."""
+        self._launch("kwok", self._kwok_args())
+        self.create_nodes(self.nodes)
+        self._wait("kwok", lambda: self._nodes_ready(self.nodes), what=f"{self.nodes} node(s) Ready")
+
     def stop(self, remove: bool = False) -> None:
-        """Stop every component (reverse order), waiting for each to exit; optionally rm workdir."""
+        """Stop every component (reverse start order), waiting for each to exit; optionally rm workdir."""
         pids: dict[str, tuple[int, str]] = {}
-        for name in reversed(COMPONENTS):
-            comp = self.components.get(name)
-            if comp is not None and comp.pid is not None:
+        for name in reversed(list(self.components)):
+            comp = self.components[name]
+            if comp.pid is not None:
                 pids[name] = (comp.pid, comp.argv[0])
         terminate_pids(pids)
         for comp in self.components.values():
@@ -467,14 +485,18 @@ class ControlPlane:
             f"--server-address=127.0.0.1:{self.ports['kwok']}",
         ]  # fmt: skip
 
-    def _launch(self, name: str, args: list[str]) -> None:
-        exe = str(self.binaries.path(name))
+    def _exe(self, name: str) -> str:
+        return str(self.binaries.path(name))
+
+    def _launch(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        exe = self._exe(name)
         log = self.logs / f"{name}.log"
         out = log.open("ab")
         try:
             proc = subprocess.Popen(
                 [exe, *args], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd=self.workdir, preexec_fn=os.setsid if self.detached else _die_with_parent,
+                env={**os.environ, **env} if env else None,
             )  # fmt: skip
         finally:
             out.close()
@@ -540,6 +562,7 @@ class ControlPlane:
             "kubeconfig": str(self.kubeconfig),
             "ports": self.ports,
             "kubectl": str(self.binaries.kubectl),
+            "order": list(self.components),
             "processes": {n: {"pid": c.pid, "exe": c.argv[0], "log": str(c.log)} for n, c in self.components.items()},
         }
         (self.workdir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
@@ -589,7 +612,8 @@ def down(workdir: Path) -> None:
     state = load_state(workdir)
     if state is not None:
         pids = state_pids(state)
-        order = {n: pids[n] for n in reversed(COMPONENTS) if n in pids}
+        names = state.get("order") or [n for n in COMPONENTS if n in pids]
+        order = {n: pids[n] for n in reversed(names) if n in pids}
         terminate_pids(order)
         left = [f"{n} ({p[0]})" for n, p in order.items() if pid_alive(*p)]
         if left:

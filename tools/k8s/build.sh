@@ -3,10 +3,12 @@
 #   ${HUMANIZER_CACHE:-$HOME/.cache/humanizer}/k8s/<k8s-version>/bin/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
 #   ${HUMANIZER_CACHE:-$HOME/.cache/humanizer}/kwok/<kwok-version>/bin/kwok
 #   ${HUMANIZER_CACHE:-$HOME/.cache/humanizer}/helm/<helm-version>/bin/helm
+#   ${HUMANIZER_CACHE:-$HOME/.cache/humanizer}/node/<k8s-version>/bin/{kubelet,kube-proxy,crictl,coredns}
+#     (the node tier's real node; group `node`, not built by default)
 # Does nothing for a group whose binaries already report the pinned version. Static (CGO_ENABLED=0),
 # GOTOOLCHAIN=local, version-stamped via ldflags. The Go build and module caches are the defaults.
 #
-# Usage: tools/k8s/build.sh [--print-env] [k8s|kwok|helm ...]
+# Usage: tools/k8s/build.sh [--print-env] [k8s|kwok|helm|node ...]   (default: k8s kwok helm)
 #   --print-env  only print the cache paths as shell assignments (for make / scripts)
 set -euo pipefail
 
@@ -18,11 +20,13 @@ CACHE="${HUMANIZER_CACHE:-$HOME/.cache/humanizer}"
 K8S_BIN="$CACHE/k8s/$KUBERNETES_VERSION/bin"
 KWOK_BIN="$CACHE/kwok/$KWOK_VERSION/bin"
 HELM_BIN="$CACHE/helm/$HELM_VERSION/bin"
+NODE_BIN="$CACHE/node/$KUBERNETES_VERSION-crictl$CRICTL_VERSION-coredns$COREDNS_VERSION/bin"
 
 print_env() {
     echo "K8S_BIN=$K8S_BIN"
     echo "KWOK_BIN=$KWOK_BIN"
     echo "HELM_BIN=$HELM_BIN"
+    echo "NODE_BIN=$NODE_BIN"
     echo "KUBERNETES_VERSION=$KUBERNETES_VERSION"
 }
 
@@ -30,7 +34,7 @@ groups=()
 for arg in "$@"; do
     case "$arg" in
         --print-env) print_env; exit 0 ;;
-        k8s|kwok|helm) groups+=("$arg") ;;
+        k8s|kwok|helm|node) groups+=("$arg") ;;
         -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "build.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
@@ -80,14 +84,8 @@ build_k8s() {
         grep -qE "^\s*go.etcd.io/etcd/server/v3 $ETCD_VERSION( |\$)" "$HERE/go.mod" || {
         log "tools/k8s/go.mod does not pin kubernetes $KUBERNETES_VERSION / etcd $ETCD_VERSION:"
         log "run tools/k8s/gen-gomod.py after changing versions.env"; exit 1; }
-    local v="$KUBERNETES_VERSION" minor major
-    major="${v#v}"; major="${major%%.*}"
-    minor="${v#v*.}"; minor="${minor%%.*}"
-    local ld="-s -w"
-    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ld+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-        ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-    done
+    local v="$KUBERNETES_VERSION" ld
+    ld="$(k8s_ldflags)"
     local tmp; tmp="$(mktemp -d "$CACHE/.k8s-build.XXXXXX")"
     log "k8s $v + etcd $ETCD_VERSION: building into $tmp (cold build: 15-30 min on 2 cores)"
     local start=$SECONDS
@@ -132,6 +130,47 @@ build_helm() {
     go_install helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$HELM_BIN" \
         "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
     version_ok "$HELM_BIN/helm" "$HELM_VERSION" version --short || { log "helm: wrong version"; exit 1; }
+}
+
+# k8s_ldflags: version-stamped ldflags for binaries of k8s.io/kubernetes.
+k8s_ldflags() {
+    local v="$KUBERNETES_VERSION" minor major
+    major="${v#v}"; major="${major%%.*}"
+    minor="${v#v*.}"; minor="${minor%%.*}"
+    local ld="-s -w"
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+        ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+    done
+    echo "$ld"
+}
+
+node_ok() {
+    version_ok "$NODE_BIN/kubelet" "Kubernetes $KUBERNETES_VERSION" --version &&
+    version_ok "$NODE_BIN/kube-proxy" "Kubernetes $KUBERNETES_VERSION" --version &&
+    version_ok "$NODE_BIN/crictl" "${CRICTL_VERSION#v}" --version &&
+    version_ok "$NODE_BIN/coredns" "${COREDNS_VERSION#v}" -version
+}
+
+# The real node: kubelet and kube-proxy from the same tools module as the control plane (they share
+# its build cache), crictl and CoreDNS by go install at pinned tags.
+build_node() {
+    if node_ok; then log "node $KUBERNETES_VERSION: up to date in $NODE_BIN"; return; fi
+    local tmp; tmp="$(mktemp -d "$CACHE/.node-build.XXXXXX")"
+    local start=$SECONDS
+    log "node: kubelet, kube-proxy $KUBERNETES_VERSION into $tmp (cold: ~12 min on 2 cores)"
+    (cd "$HERE" && go build -ldflags "$(k8s_ldflags)" -o "$tmp/bin/" \
+        k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
+    log "node: crictl $CRICTL_VERSION, coredns $COREDNS_VERSION"
+    GOBIN="$tmp/bin" GOFLAGS="-trimpath" go install -ldflags "-s -w \
+        -X sigs.k8s.io/cri-tools/pkg/version.Version=${CRICTL_VERSION#v}" \
+        "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+    GOBIN="$tmp/bin" GOFLAGS="-trimpath" go install -ldflags "-s -w" \
+        "github.com/coredns/coredns@$COREDNS_VERSION"
+    install_dir "$tmp/bin" "$NODE_BIN"
+    rmdir "$tmp"
+    node_ok || { log "node: built binaries do not report their pinned versions"; exit 1; }
+    log "node: built in $((SECONDS - start))s -> $NODE_BIN"
 }
 
 mkdir -p "$CACHE"
