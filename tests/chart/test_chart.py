@@ -181,6 +181,28 @@ def test_image_defaults_to_app_version(render: Render) -> None:
     assert api["imagePullSecrets"] == [{"name": "reg"}]
 
 
+def images(objects: Objects) -> dict[str, str]:
+    return {c["name"]: c["image"] for _, spec in pod_specs(objects) for c in containers(spec)}
+
+
+DEFAULT_IMAGES = {"api": "humanizer:0.1.0", "worker": "humanizer:0.1.0", "operator": "humanizer:0.1.0",
+                  "redis": "redis:7.4.2", "metrics": "oliver006/redis_exporter:v1.67.0", "flower": "mher/flower:2.0.1"}
+
+
+def test_image_registry_applies_to_every_image(render: Render) -> None:
+    assert images(render(TOGGLES["flower"])) == DEFAULT_IMAGES  # no registry: the images as before
+    mirror = "mirror.example:5000/hub"
+    objects = render({**TOGGLES["flower"], "global": {"imageRegistry": mirror}})
+    assert images(objects) == {name: f"{mirror}/{image}" for name, image in DEFAULT_IMAGES.items()}
+    # per image, and global.imageRegistry wins over it (as in Bitnami's charts)
+    objects = render({"image": {"registry": "registry.example/team"}, "redis": {"image": {"registry": "r.example"}}})
+    assert images(objects)["worker"] == "registry.example/team/humanizer:0.1.0"
+    assert images(objects)["redis"] == "r.example/redis:7.4.2"
+    assert images(objects)["metrics"] == DEFAULT_IMAGES["metrics"]
+    objects = render({"global": {"imageRegistry": "g.example"}, "image": {"registry": "registry.example/team"}})
+    assert images(objects)["api"] == "g.example/humanizer:0.1.0"
+
+
 # ---- settings ----------------------------------------------------------------------------------------------
 def settings_env_names() -> set[str]:
     names: set[str] = set()
@@ -577,6 +599,8 @@ BAD_VALUES = [
     ({"redis": {"enabled": False}, "externalRedis": {"url": "http://nope"}}, "externalRedis"),
     ({"config": {"logFormat": "xml"}}, "config.logFormat"),
     ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy"),
+    ({"image": {"registry": "https://registry.example"}}, "image.registry"),
+    ({"global": {"imageRegistry": "registry.example/"}}, "imageRegistry"),
     ({"operator": {"autoscaler": {"minReplicas": 0}}}, "minReplicas"),
     ({"operator": {"autoscaler": {"maxReplicas": 0}}}, "maxReplicas"),
     ({"operator": {"autoscaler": {"minReplicas": 5, "maxReplicas": 2}}}, "minReplicas"),

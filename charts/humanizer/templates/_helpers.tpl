@@ -49,8 +49,22 @@ app.kubernetes.io/part-of: humanizer
 
 {{/* Images ------------------------------------------------------------------------------------ */}}
 
+{{/* "[registry/]repository:tag" (as Bitnami's common.images.image): global.imageRegistry wins over the
+     image's own registry; neither set, the repository alone (as the default images are written).
+     include "humanizer.images.image" (dict "imageRoot" .Values.redis.image "global" .Values.global) */}}
+{{- define "humanizer.images.image" -}}
+{{- $registry := default .imageRoot.registry (dig "imageRegistry" "" (.global | default dict)) | trimSuffix "/" }}
+{{- $tag := default .defaultTag .imageRoot.tag | toString }}
+{{- if $registry }}
+{{- printf "%s/%s:%s" $registry .imageRoot.repository $tag }}
+{{- else }}
+{{- printf "%s:%s" .imageRoot.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* The Humanizer image (API, workers, operator); its tag defaults to the chart's appVersion. */}}
 {{- define "humanizer.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- include "humanizer.images.image" (dict "imageRoot" .Values.image "global" .Values.global "defaultTag" .Chart.AppVersion) }}
 {{- end }}
 
 {{- define "humanizer.imagePullSecrets" -}}
