@@ -298,6 +298,30 @@ def test_redis_statefulset(render: Render) -> None:
         assert "REDIS_URL" not in env
 
 
+def redis_args(objects: Objects) -> dict[str, str]:
+    args = one(objects, "StatefulSet", f"{FULL}-redis")["spec"]["template"]["spec"]["containers"][0]["args"]
+    return dict(zip(args[::2], args[1::2], strict=False))
+
+
+@pytest.mark.parametrize(("redis", "maxmemory"), [
+    ({}, str(int(0.8 * 1024**3))),  # default: 80% of the 1Gi limit, in bytes
+    ({"resources": {"limits": {"memory": "512Mi"}}}, str(int(0.8 * 512 * 1024**2))),
+    ({"resources": {"limits": {"memory": "2G"}}, "maxmemoryPercent": 75}, "1500000000"),
+    ({"resources": {"limits": {"memory": 1024**3}}}, str(int(0.8 * 1024**3))),  # a plain number of bytes
+    ({"maxmemory": "auto", "resources": {"limits": {"memory": "1.5Gi"}}}, str(int(0.8 * 1.5 * 1024**3))),
+    ({"maxmemory": "300mb"}, "300mb"),  # explicit wins
+    ({"maxmemory": "0"}, "0"),
+    ({"resources": {"limits": {"memory": None}}}, "0"),  # no limit to derive it from
+])
+def test_redis_maxmemory_follows_the_memory_limit(render: Render, redis: dict[str, Any], maxmemory: str) -> None:
+    assert redis_args(render({"redis": redis}))["--maxmemory"] == maxmemory
+
+
+def test_redis_maxmemory_of_an_unreadable_limit_fails(helm: Helm) -> None:
+    res = helm.template({"redis": {"resources": {"limits": {"memory": "lots"}}}}, check=False)
+    assert res.returncode != 0 and "cannot read the memory quantity" in res.stderr
+
+
 def test_redis_existing_secret(render: Render) -> None:
     objects = render({"redis": {"auth": {"existingSecret": "mine", "existingSecretKey": "pw"}}})
     assert not [s for s in by_kind(objects, "Secret") if s["metadata"]["name"] == f"{FULL}-redis"]

@@ -37,7 +37,7 @@ OPERATOR_METRICS_PENDING = frozenset({
     "humanizer_autoscaler_current_replicas",
 })
 # Not ours: Prometheus' own target health, and the redis_exporter sidecar (redis.metrics.enabled).
-EXTERNAL_METRICS = frozenset({"up", "redis_up", "redis_memory_used_bytes"})
+EXTERNAL_METRICS = frozenset({"up", "redis_up", "redis_memory_used_bytes", "redis_memory_max_bytes"})
 
 FUNCTIONS = frozenset({
     "abs", "absent", "absent_over_time", "avg_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min",

@@ -205,6 +205,11 @@ def overview() -> dict[str, Any]:
         (f"max({sel('redis_up')})", "up"),
         (f"max({sel('redis_memory_used_bytes')})", "memory used (bytes)")], kind="stat",
         description="From the redis_exporter sidecar (redis.metrics.enabled).")
+    b.panel("Redis memory and maxmemory", [
+        (f"max by (pod) ({sel('redis_memory_used_bytes')})", "used {{pod}}"),
+        (f"max by (pod) ({sel('redis_memory_max_bytes')})", "maxmemory {{pod}}")], unit="bytes",
+        description="With noeviction Redis refuses writes at maxmemory (redis.maxmemory: by default 80% of the "
+                    "container's memory limit). HumanizerRedisMemoryHigh fires above 90%.")
     return dashboard("humanizer-overview", "Humanizer / Overview", b, variables(),
                      "Jobs, chunks, queues, workers, retries, dead letters, provider, tokens and cost.")
 

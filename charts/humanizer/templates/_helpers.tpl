@@ -94,6 +94,42 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
+{{/* A Kubernetes quantity ("1Gi", "512Mi", "1G", "1e9", 1073741824) in bytes, as an integer string. */}}
+{{- define "humanizer.quantityBytes" -}}
+{{- $q := . | toString | trim }}
+{{- $units := dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
+{{- $suffix := trimPrefix $number $q }}
+{{- if not $number }}
+{{- fail (printf "cannot read the memory quantity %q" $q) }}
+{{- else if regexMatch "^[eE][+]?[0-9]+$" $suffix }}
+{{- $v := float64 $number }}
+{{- range until (atoi (trimPrefix "+" (substr 1 -1 $suffix))) }}{{ $v = mulf $v 10 }}{{ end }}
+{{- printf "%.0f" $v }}
+{{- else if hasKey $units $suffix }}
+{{- printf "%.0f" (mulf (float64 $number) (get $units $suffix)) }}
+{{- else }}
+{{- fail (printf "cannot read the memory quantity %q (units: Ki, Mi, Gi, Ti, k, M, G, T)" $q) }}
+{{- end }}
+{{- end }}
+
+{{/* Redis' --maxmemory: explicit, or ("auto"/empty) redis.maxmemoryPercent of the container's memory limit
+     in bytes: the rest is headroom for the AOF rewrite's fork, client buffers and fragmentation, so Redis
+     refuses writes (noeviction) before the kernel OOM-kills it. No memory limit: "0" (no maxmemory). */}}
+{{- define "humanizer.redis.maxmemory" -}}
+{{- $r := .Values.redis }}
+{{- $m := $r.maxmemory | toString }}
+{{- if or (eq $m "auto") (eq $m "") }}
+{{- $limit := dig "limits" "memory" "" ($r.resources | default dict) }}
+{{- if $limit }}
+{{- $bytes := include "humanizer.quantityBytes" $limit | float64 }}
+{{- printf "%.0f" (floor (divf (mulf $bytes (float64 $r.maxmemoryPercent)) 100)) }}
+{{- else }}0{{ end }}
+{{- else }}
+{{- $m }}
+{{- end }}
+{{- end }}
+
 {{- define "humanizer.redis.host" -}}
 {{- include "humanizer.componentName" (dict "ctx" . "component" "redis") }}
 {{- end }}
