@@ -69,11 +69,12 @@ def helm(node: NodeCluster, tmp_path_factory: pytest.TempPathFactory) -> KubeToo
 
 
 @pytest.fixture(scope="session")
-def release(node: NodeCluster, kubectl: Kubectl, helm: KubeTool) -> Iterator[Release]:
+def release(
+    node: NodeCluster, kubectl: Kubectl, helm: KubeTool, request: pytest.FixtureRequest
+) -> Iterator[Release]:
     rel = install_release(node, kubectl, helm)
-    try:
-        yield rel
-    finally:
+    yield rel
+    if request.session.testsfailed:
         rel.dump_on_failure()
 
 
