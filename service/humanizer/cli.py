@@ -217,9 +217,11 @@ def worker(
     """Run a Celery worker that rewrites chunks (and merges/verifies jobs)."""
     settings = get_settings()
     configure_logging(loglevel or settings.log_level, settings.log_format)
+    from humanizer.worker import heartbeat
     from humanizer.worker.celery_app import configure_app
 
     celery = configure_app(settings)
+    heartbeat.install(celery)  # HUMANIZER_WORKER_HEARTBEAT_FILE: the file the chart's probes check
     argv = [
         "worker",
         f"--concurrency={concurrency or settings.celery_worker_concurrency}",

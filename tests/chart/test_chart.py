@@ -9,8 +9,12 @@ tests/cluster; here objects are checked structurally and values against values.s
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ import yaml
 
 from humanizer.api.settings import ApiSettings
 from humanizer.config import Settings
+from humanizer.worker import heartbeat
 from humanizer_operator.settings import OperatorSettings
 
 from .conftest import CHART, NAMESPACE, RELEASE, Helm, Objects, by_kind, one, pod_specs
@@ -78,7 +83,8 @@ def test_default_kinds(render: Render) -> None:
     assert kinds == sorted([
         "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition",
         "Deployment", "Deployment", "Deployment", "NetworkPolicy", "NetworkPolicy", "NetworkPolicy",
-        "NetworkPolicy", "PodDisruptionBudget", "PodDisruptionBudget", "Role", "RoleBinding", "RoleBinding",
+        "NetworkPolicy", "PodDisruptionBudget", "PodDisruptionBudget", "PodDisruptionBudget",
+        "PodDisruptionBudget", "Role", "RoleBinding", "RoleBinding",
         "Secret", "Secret", "Service", "Service", "Service", "ServiceAccount", "StatefulSet",
     ])
     names = {(o["kind"], o["metadata"]["name"]) for o in render()}
@@ -218,8 +224,10 @@ def operator_env_names() -> set[str]:
             for c in getattr(field.validation_alias, "choices", []) if isinstance(c, str) and c.isupper()}
 
 
-# Read by humanizer.metrics (os.environ), by Python/prometheus_client, or set for kopf/the operator.
-KNOWN_EXTRA_ENV = {"HOME", "POD_NAMESPACE", "PROMETHEUS_MULTIPROC_DIR", "MONITORING_PROMETHEUS_PORT"}
+# Read by humanizer.metrics and humanizer.worker.heartbeat (os.environ), by Python/prometheus_client, or set
+# for kopf/the operator.
+KNOWN_EXTRA_ENV = {"HOME", "POD_NAMESPACE", "PROMETHEUS_MULTIPROC_DIR", "MONITORING_PROMETHEUS_PORT",
+                   heartbeat.FILE_ENV, heartbeat.INTERVAL_ENV}
 
 
 @pytest.mark.parametrize("toggle", ["defaults", "openai", "external-redis", "prefork-ingress"])
@@ -409,6 +417,47 @@ def test_worker_deployment(render: Render) -> None:
     assert dep["spec"]["replicas"] == 2
 
 
+def test_worker_probes_check_the_heartbeat(render: Render, tmp_path: Path) -> None:
+    c = one(render(), "Deployment", f"{FULL}-worker")["spec"]["template"]["spec"]["containers"][0]
+    path = env_of(c)[heartbeat.FILE_ENV]["value"]
+    assert path.startswith("/tmp/")  # the emptyDir: the root filesystem is read-only
+    assert env_of(c)[heartbeat.INTERVAL_ENV]["value"] == "10"
+    command = ["python", "-m", "humanizer.worker.heartbeat", path, "60"]
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[kind]["exec"]["command"] == command, kind
+    assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] == 300
+    assert c["livenessProbe"]["periodSeconds"] == 20 and c["livenessProbe"]["failureThreshold"] == 3
+    # the command works as written against the module (a file of ours in place of the pod's)
+    beat = tmp_path / "hb"
+    beat.touch()
+    run = [sys.executable, *command[1:3], str(beat), command[4]]
+    assert subprocess.run(run, capture_output=True, timeout=30).returncode == 0
+    old = time.time() - 61
+    os.utime(beat, (old, old))
+    assert subprocess.run(run, capture_output=True, timeout=30).returncode == 1
+    # solo: a task runs on the consumer loop, so the heartbeat may be as old as the hard time limit + 30
+    c = one(render({"worker": {"pool": "solo"}}), "Deployment", f"{FULL}-worker")["spec"]["template"]["spec"][
+        "containers"][0]
+    assert c["livenessProbe"]["exec"]["command"][-1] == "330"
+
+
+def test_probes_of_operator_flower_and_exporter(render: Render) -> None:
+    objects = render(TOGGLES["flower"])
+    c = one(objects, "Deployment", f"{FULL}-operator")["spec"]["template"]["spec"]["containers"][0]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    flower = one(objects, "Deployment", f"{FULL}-flower")["spec"]["template"]["spec"]["containers"][0]
+    assert flower["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    sts = one(objects, "StatefulSet", f"{FULL}-redis")["spec"]["template"]["spec"]
+    exporter = next(c for c in sts["containers"] if c["name"] == "metrics")
+    assert exporter["livenessProbe"]["httpGet"] == {"path": "/health", "port": "metrics"}
+    for where, spec in pod_specs(objects):
+        for c in spec["containers"]:
+            assert c.get("livenessProbe"), f"{where}/{c['name']}: no liveness probe"
+            if c["name"] != "metrics":
+                assert c.get("readinessProbe"), f"{where}/{c['name']}: no readiness probe"
+
+
 def test_worker_grace_follows_the_time_limit(render: Render, helm: Helm) -> None:
     values = {"config": {"celery": {"taskTimeLimit": 600, "taskSoftTimeLimit": 540}}}
     spec = one(render(values), "Deployment", f"{FULL}-worker")["spec"]["template"]["spec"]
@@ -530,8 +579,14 @@ def test_crd_is_installed_from_crds_dir(render: Render, helm: Helm) -> None:
 # ---- disruption budgets and network policies ---------------------------------------------------------
 def test_pdbs(render: Render) -> None:
     pdbs = {p["metadata"]["name"]: p["spec"] for p in by_kind(render(), "PodDisruptionBudget")}
-    assert set(pdbs) == {f"{FULL}-api", f"{FULL}-worker"}
+    assert set(pdbs) == {f"{FULL}-api", f"{FULL}-worker", f"{FULL}-redis", f"{FULL}-operator"}
+    # maxUnavailable 1 everywhere: a single Redis or operator may be moved by a drain, never blocked forever
     assert all(p["maxUnavailable"] == 1 for p in pdbs.values())
+    off = {"redis": {"pdb": {"enabled": False}}, "operator": {"pdb": {"enabled": False}}}
+    assert {p["metadata"]["name"] for p in by_kind(render(off), "PodDisruptionBudget")} == {
+        f"{FULL}-api", f"{FULL}-worker"}
+    assert not [p for p in by_kind(render(TOGGLES["external-redis"]), "PodDisruptionBudget")
+                if p["metadata"]["name"].endswith("-redis")]
 
 
 def test_network_policies(render: Render) -> None:

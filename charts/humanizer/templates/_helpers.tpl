@@ -182,6 +182,17 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
+{{/* The worker heartbeat file and the age its probes allow (solo pool: a task blocks the loop). */}}
+{{- define "humanizer.worker.heartbeatFile" -}}/tmp/humanizer-worker.heartbeat{{- end }}
+
+{{- define "humanizer.worker.heartbeatMaxAge" -}}
+{{- $age := int .Values.worker.heartbeat.maxAgeSeconds }}
+{{- if eq .Values.worker.pool "solo" }}
+{{- $age = max $age (add (int .Values.config.celery.taskTimeLimit) 30) }}
+{{- end }}
+{{- $age }}
+{{- end }}
+
 {{/* Pod-level pieces ---------------------------------------------------------------------------- */}}
 
 {{/* Environment shared by API, workers and operator: ConfigMap + Redis + provider key. */}}
