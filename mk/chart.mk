@@ -31,7 +31,6 @@ KIND_CLUSTER ?= humanizer
 KIND_IMAGE_REPO ?= humanizer
 KIND_IMAGE_TAG ?= dev
 KIND_IMAGE := $(KIND_IMAGE_REPO):$(KIND_IMAGE_TAG)
-KIND_NAMESPACE ?= humanizer
 
 .PHONY: chart-lint chart-test chart-crd-sync promtool helm-bin kind-up kind-load e2e-kind
 
@@ -85,11 +84,8 @@ kind-load: ## build the image and load it into the kind cluster (skipped without
 	$(call kind_guard, \
 	  docker build -t "$(KIND_IMAGE)" . && $(KIND) load docker-image "$(KIND_IMAGE)" --name "$(KIND_CLUSTER)")
 
-e2e-kind: ## kind cluster + image + chart + tests/e2e (skipped with a reason without Docker/kind)
+e2e-kind: ## kind cluster + image + tests/e2e (the node tier's scenarios; skipped with a reason without Docker/kind)
 	$(call kind_guard, \
 	  $(MAKE) --no-print-directory kind-up kind-load && \
-	  $(HELM) upgrade --install humanizer $(CHART_DIR) --namespace "$(KIND_NAMESPACE)" --create-namespace \
-	    --kube-context "kind-$(KIND_CLUSTER)" --set image.repository="$(KIND_IMAGE_REPO)" \
-	    --set image.tag="$(KIND_IMAGE_TAG)" --set redis.persistence.enabled=false --wait --timeout 5m && \
 	  KUBECONFIG="$${KUBECONFIG:-$$HOME/.kube/config}" HUMANIZER_E2E_CONTEXT="kind-$(KIND_CLUSTER)" \
-	    $(UV) run --frozen pytest tests/e2e -m e2e $(PYTEST_ARGS))
+	    HUMANIZER_E2E_IMAGE="$(KIND_IMAGE)" HELM="$(HELM)" $(UV) run --frozen pytest tests/e2e -m e2e $(PYTEST_ARGS))

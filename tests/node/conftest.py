@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "tools" / "node"))
 from node import NodeCluster, default_images  # noqa: E402
 from tests.cluster.helpers import Kubectl, KubeTool  # noqa: E402
 
-from .release import Release, install_release  # noqa: E402
+from .release import NODE_IMAGE_VALUES, Release, install_release  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +72,7 @@ def helm(node: NodeCluster, tmp_path_factory: pytest.TempPathFactory) -> KubeToo
 def release(
     node: NodeCluster, kubectl: Kubectl, helm: KubeTool, request: pytest.FixtureRequest
 ) -> Iterator[Release]:
-    rel = install_release(node, kubectl, helm)
+    rel = install_release(kubectl, helm, NODE_IMAGE_VALUES, Release.app_image)
     yield rel
     if request.session.testsfailed:
         rel.dump_on_failure()

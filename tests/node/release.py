@@ -27,14 +27,24 @@ APP_IMAGE_REPOSITORY = "humanizer"
 FAKE_LLM_PORT = 8089
 FAKE_LLM_URL = f"http://fake-llm:{FAKE_LLM_PORT}/v1"
 
-# The only values that differ from the README's install command (images that exist on this node,
-# and the provider pointed at the in-cluster fake server).
-NODE_VALUES = [
-    "--set", "redis.image.repository=localhost/humanizer-redis", "--set", "redis.image.tag=bookworm",
-    "--set", "redis.metrics.enabled=false",
+# The provider: the in-cluster fake server, with the key from the Secret the README creates.
+PROVIDER_VALUES = [
     "--set", "provider.name=openai", "--set", "provider.openai.existingSecret=openai",
     "--set", f"provider.openai.baseUrl={FAKE_LLM_URL}", "--set", "provider.openai.model=fake-model",
 ]  # fmt: skip
+# The only image values that differ from the README's install on the node tier: Redis comes from the
+# locally built Debian image (no registry here) and its exporter sidecar is off (no exporter image).
+NODE_IMAGE_VALUES = [
+    "--set", "redis.image.repository=localhost/humanizer-redis", "--set", "redis.image.tag=bookworm",
+    "--set", "redis.metrics.enabled=false",
+]  # fmt: skip
+
+
+def app_image_tag() -> str:
+    for line in (REPO / "pyproject.toml").read_text().splitlines():
+        if line.startswith("version = "):
+            return line.split('"')[1]
+    raise AssertionError("no version in pyproject.toml")
 
 
 @dataclass
@@ -45,6 +55,7 @@ class Release:
     helm: KubeTool
     namespace: str = NAMESPACE
     name: str = RELEASE
+    app_image: str = f"{APP_IMAGE_REPOSITORY}:{app_image_tag()}"
     timings: dict[str, float] = field(default_factory=dict)
 
     # queries ------------------------------------------------------------------------------------
@@ -161,23 +172,19 @@ def fake_llm_objects(image: str, latency: float = 0.2, faults: list[str] | None 
     ]  # fmt: skip
 
 
-def app_image_tag() -> str:
-    for line in (REPO / "pyproject.toml").read_text().splitlines():
-        if line.startswith("version = "):
-            return line.split('"')[1]
-    raise AssertionError("no version in pyproject.toml")
+def install_release(kubectl: Kubectl, helm: KubeTool, image_values: list[str], app_image: str) -> Release:
+    """The README's install, as a user runs it (see the module docstring for what differs).
 
-
-def install_release(node: Any, kubectl: Kubectl, helm: KubeTool) -> Release:
-    """The README's install, as a user runs it (see the module docstring for what differs)."""
-    rel = Release(kubectl, helm)
+    ``image_values``: the helm values naming images this cluster has; ``app_image``: the project's image
+    (also the fake model's)."""
+    rel = Release(kubectl, helm, app_image=app_image)
     t0 = time.monotonic()
     kubectl("create", "namespace", rel.namespace)
     kubectl("label", "namespace", rel.namespace, "pod-security.kubernetes.io/enforce=restricted")
     kubectl("create", "secret", "generic", "openai", "-n", rel.namespace, "--from-literal=openai-api-key=test-key")
-    kubectl.apply(fake_llm_objects(f"{APP_IMAGE_REPOSITORY}:{app_image_tag()}"), namespace=rel.namespace)
-    helm("install", rel.name, str(CHART), "-n", rel.namespace, *NODE_VALUES, "--wait", "--timeout", "5m",
-         timeout=330)  # fmt: skip
+    kubectl.apply(fake_llm_objects(app_image), namespace=rel.namespace)
+    helm("install", rel.name, str(CHART), "-n", rel.namespace, *image_values, *PROVIDER_VALUES,
+         "--wait", "--timeout", "5m", timeout=330)  # fmt: skip
     rel.wait_all_ready()
     rel.timings["install_to_ready_s"] = time.monotonic() - t0
     print(f"\nFIGURE helm install -> every pod Ready: {rel.timings['install_to_ready_s']:.1f}s")

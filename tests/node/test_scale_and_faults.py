@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,7 +22,7 @@ import yaml
 
 from tests.cluster.helpers import wait_until
 
-from .release import APP_IMAGE_REPOSITORY, CHART, Release, app_image_tag, fake_llm_objects
+from .release import CHART, Release, fake_llm_objects
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(900)]
 
@@ -47,8 +46,7 @@ def document(n: int, tag: str) -> str:
 @pytest.fixture(scope="module")
 def loaded(release: Release) -> Iterator[Release]:
     """The release with shortened recovery settings and a slow fake model."""
-    release.kubectl.apply(fake_llm_objects(f"{APP_IMAGE_REPOSITORY}:{app_image_tag()}", latency=LATENCY),
-                          namespace=release.namespace)  # fmt: skip
+    release.kubectl.apply(fake_llm_objects(release.app_image, latency=LATENCY), namespace=release.namespace)
     release.k("rollout", "status", "deployment/fake-llm", "--timeout=120s", timeout=130)
     release.helm("upgrade", release.name, str(CHART), "-n", release.namespace, "--reuse-values", *FAST_RECOVERY,
                  "--wait", "--timeout", "5m", timeout=330)  # fmt: skip
@@ -109,17 +107,18 @@ def worker_pods(rel: Release) -> dict[str, dict[str, Any]]:
     return {p["metadata"]["name"]: p for p in rel.pods("worker") if not p["metadata"].get("deletionTimestamp")}
 
 
-def chunks_processed(pod: dict[str, Any]) -> float:
-    """A worker pod's humanizer_chunks_processed_total, scraped from its metrics port (host -> pod IP)."""
-    ip = pod["status"].get("podIP")
-    if not ip:
+METRICS_SCRIPT = (
+    "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9808/metrics', timeout=2).read().decode())"
+)
+
+
+def chunks_processed(rel: Release, pod: str) -> float:
+    """A worker pod's humanizer_chunks_processed_total, read from its own metrics port (kubectl exec)."""
+    proc = rel.exec(pod, "python", "-c", METRICS_SCRIPT, check=False)
+    if proc.returncode != 0:
         return 0.0
-    try:
-        with urllib.request.urlopen(f"http://{ip}:9808/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return 0.0
-    return sum(float(m) for m in re.findall(r"^humanizer_chunks_processed_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
+    found = re.findall(r"^humanizer_chunks_processed_total\{[^}]*\} ([0-9.e+]+)$", proc.stdout, re.M)
+    return sum(float(m) for m in found)
 
 
 def test_backlog_scales_workers_new_pods_consume_and_scale_back(loaded: Release) -> None:
@@ -143,8 +142,7 @@ def test_backlog_scales_workers_new_pods_consume_and_scale_back(loaded: Release)
         t["ready"] = time.monotonic() - job.created
 
         def new_consuming() -> bool:
-            pods = worker_pods(rel)
-            return any(chunks_processed(pods[n]) > 0 for n in new_ready() if n in pods)
+            return any(chunks_processed(rel, n) > 0 for n in new_ready())
 
         wait_until(new_consuming, 120, "a new worker pod consuming chunks", interval=0.3)
         t["consuming"] = time.monotonic() - job.created
@@ -218,8 +216,7 @@ def test_scale_down_stops_busy_workers_without_losing_chunks(loaded: Release) ->
         job = Job(rel, 400)
         try:
             job.wait_running(at_least=32)
-            pods = worker_pods(rel)
-            busy = [n for n, p in pods.items() if chunks_processed(p) > 0]
+            busy = [n for n in worker_pods(rel) if chunks_processed(rel, n) > 0]
             assert len(busy) >= 2, f"expected several busy workers before the scale-down, got {busy}"
             rel.k("scale", "deployment", deployment, "--replicas=1")
             job.assert_still_running("the scale-down")
