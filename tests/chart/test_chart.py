@@ -576,6 +576,32 @@ def test_crd_is_installed_from_crds_dir(render: Render, helm: Helm) -> None:
     assert not by_kind(plain, "CustomResourceDefinition"), "the CRD comes from crds/, not templates/"
 
 
+# ---- Cluster Autoscaler ---------------------------------------------------------------------------------
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+
+
+@pytest.mark.parametrize("toggle", ["flower", "no-persistence"])
+def test_safe_to_evict_where_eviction_loses_nothing(render: Render, toggle: str, tmp_path: Path) -> None:
+    """Every pod mounts an emptyDir (/tmp), which Cluster Autoscaler will not evict without the annotation."""
+    objects = render(TOGGLES[toggle])
+    for o in objects:
+        if o["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        component = o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        annotations = o["spec"]["template"]["metadata"].get("annotations") or {}
+        if component == "redis":  # its data: never marked evictable, with or without persistence
+            assert SAFE_TO_EVICT not in annotations
+        else:  # workers (warm shutdown + acks_late), API, operator, Flower
+            assert annotations.get(SAFE_TO_EVICT) == "true", component
+    # podAnnotations win over the chart's, without a duplicate key
+    values = tmp_path / "values.yaml"  # a file: --set would split the annotation's dots
+    values.write_text(yaml.safe_dump({"worker": {"podAnnotations": {SAFE_TO_EVICT: "false", "team": "text"}}}))
+    objects = render(None, "-f", str(values))
+    annotations = one(objects, "Deployment", f"{FULL}-worker")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[SAFE_TO_EVICT] == "false" and annotations["team"] == "text"
+    assert "checksum/config" in annotations
+
+
 # ---- disruption budgets and network policies ---------------------------------------------------------
 def test_pdbs(render: Render) -> None:
     pdbs = {p["metadata"]["name"]: p["spec"] for p in by_kind(render(), "PodDisruptionBudget")}

@@ -251,7 +251,23 @@ securityContext:
 
 {{/* Checksum of the settings, so pods roll when they change. */}}
 {{- define "humanizer.configChecksum" -}}
-checksum/config: {{ include (print .Template.BasePath "/config/configmap.yaml") . | sha256sum }}
+{{- include (print .Template.BasePath "/config/configmap.yaml") . | sha256sum }}
+{{- end }}
+
+{{/* Cluster Autoscaler evicts a pod with an emptyDir (our /tmp) only with this annotation "true": set on
+     the pods whose eviction loses nothing (workers: warm shutdown, acks_late; API; operator; Flower),
+     never on Redis. */}}
+{{- define "humanizer.safeToEvict" -}}cluster-autoscaler.kubernetes.io/safe-to-evict{{- end }}
+
+{{/* A pod template's annotations: the chart's own (checksums, safe-to-evict), then the component's
+     podAnnotations, which win on the same key.
+     include "humanizer.podAnnotations" (dict "chart" (dict "k" "v") "user" .Values.api.podAnnotations) */}}
+{{- define "humanizer.podAnnotations" -}}
+{{- $all := merge (deepCopy (.user | default dict)) (.chart | default dict) }}
+{{- with $all -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{- define "humanizer.scheduling" -}}
