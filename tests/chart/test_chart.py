@@ -337,6 +337,43 @@ def test_redis_existing_secret(render: Render) -> None:
     assert env_of(c)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mine", "key": "pw"}
 
 
+def pod_annotations(objects: Objects) -> dict[str, dict[str, str]]:
+    return {o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]:
+            o["spec"]["template"]["metadata"].get("annotations") or {}
+            for o in objects if o["kind"] in ("Deployment", "StatefulSet")}
+
+
+def test_redis_password_given(render: Render) -> None:
+    import base64
+
+    objects = render({"redis": {"auth": {"password": "s3cret/with:odd@chars"}}})
+    data = one(objects, "Secret", f"{FULL}-redis")["data"]
+    assert base64.b64decode(data["redis-password"]).decode() == "s3cret/with:odd@chars"
+    # existingSecret wins: no Secret of ours
+    objects = render({"redis": {"auth": {"password": "x" * 12, "existingSecret": "mine"}}})
+    assert not [s for s in by_kind(objects, "Secret") if s["metadata"]["name"] == f"{FULL}-redis"]
+
+
+def test_pods_roll_when_a_chart_managed_secret_changes(helm: Helm) -> None:
+    def annotations(values: dict[str, Any]) -> dict[str, dict[str, str]]:
+        out = helm.template(values).stdout  # not the cached render: generated values differ per render
+        return pod_annotations([d for d in yaml.safe_load_all(out) if d])
+
+    given = {"redis": {"auth": {"password": "first-password"}}, "api": {"auth": {"tokens": ["t" * 24]}},
+             "flower": {"enabled": True, "auth": {"password": "flower-pw"}}}
+    before = annotations(given)
+    assert set(before) == {"api", "worker", "operator", "redis", "flower"}
+    assert all("checksum/secrets" in a for a in before.values()), before
+    assert annotations(given) == before  # explicit values: the same render every time (GitOps-stable)
+    new_password = annotations({**given, "redis": {"auth": {"password": "second-password"}}})
+    for component in ("api", "worker", "operator", "redis", "flower"):  # every user of the password rolls
+        assert new_password[component]["checksum/secrets"] != before[component]["checksum/secrets"], component
+    new_token = annotations({**given, "api": {"auth": {"tokens": ["u" * 24]}}})
+    assert {c for c in before if new_token[c] != before[c]} == {"api"}
+    # generated values: helm template cannot read them back, so each render differs (docs/chart.md, Secrets)
+    assert annotations({})["worker"]["checksum/secrets"] != annotations({})["worker"]["checksum/secrets"]
+
+
 @pytest.mark.parametrize(("toggle", "secret", "key"), [
     ("external-redis", f"{FULL}-external-redis", "redis-url"),
     ("external-redis-secret", "my-redis", "redis-url"),

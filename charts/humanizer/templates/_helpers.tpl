@@ -254,6 +254,24 @@ securityContext:
 {{- include (print .Template.BasePath "/config/configmap.yaml") . | sha256sum }}
 {{- end }}
 
+{{/* Checksum of the chart-managed Secrets a pod reads, so it rolls when one of them changes (a Secret of
+     yours, existingSecret, is not seen here). A generated value is read back with lookup on upgrade, so
+     its checksum stays; under `helm template` it is new on every render, and so is this.
+     include "humanizer.secretsChecksum" (dict "ctx" . "files" (list "redis/secret.yaml")) */}}
+{{- define "humanizer.secretsChecksum" -}}
+{{- $ctx := .ctx }}
+{{- $rendered := list }}
+{{- range .files }}
+{{- $rendered = append $rendered (include (print $ctx.Template.BasePath "/" .) $ctx) }}
+{{- end }}
+{{- join "\n---\n" $rendered | sha256sum }}
+{{- end }}
+
+{{/* The Secrets of the Redis connection and of the provider key (API, workers, operator). */}}
+{{- define "humanizer.clientSecretFiles" -}}
+{{- list "redis/secret.yaml" "redis/secret-external.yaml" "config/secret-provider.yaml" | toJson }}
+{{- end }}
+
 {{/* Cluster Autoscaler evicts a pod with an emptyDir (our /tmp) only with this annotation "true": set on
      the pods whose eviction loses nothing (workers: warm shutdown, acks_late; API; operator; Flower),
      never on Redis. */}}
