@@ -103,7 +103,9 @@ def print_summary(view: JobView, seconds: float) -> None:
         f"[bold]{view.status.value}[/] job {view.job_id}: {p.completed}/{p.total} chunks, "
         f"{p.failed} failed, {view.retries} retries, {seconds:.1f} s, "
         f"tokens in/out {view.tokens_in:,}/{view.tokens_out:,}, provider {view.provider}"
-        + (f" ({view.model})" if view.model else ""),
+        + (f" ({view.model})" if view.model else "")
+        + (f", AI-tell score {view.ai_tell_score.before:.1f} → {view.ai_tell_score.after:.1f}"
+           if view.ai_tell_score else ""),
         highlight=False,
     )
     if view.error:
@@ -259,6 +261,9 @@ def status(
         f"{data['status']} ({data['phase']}): {p['completed']}/{p['total']} chunks, {p['failed']} failed, "
         f"{p['percentage']:.1f}%", highlight=False,
     )
+    if data.get("ai_tell_score"):
+        t = data["ai_tell_score"]
+        out.print(f"AI-tell score {t['before']:.1f} before → {t['after']:.1f} after (0-100)", highlight=False)
     if data.get("error"):
         out.print(data["error"], highlight=False)
 
@@ -275,6 +280,32 @@ def cancel(job_id: str) -> None:
     except JobNotFound:
         raise fail(f"no job {job_id}") from None
     out.print(f"job {job_id} cancelled" if changed else f"job {job_id} had already ended")
+
+
+@app.command()
+def tells(
+    files: Annotated[list[Path] | None, typer.Argument(help="text or markdown files to score")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the scores as JSON")] = False,
+    catalogue: Annotated[bool, typer.Option(help="print the catalogue of tells (markdown) and exit")] = False,
+) -> None:
+    """Score files for AI tells (0-100; docs/ai-tells.md), offline: no Redis, no model."""
+    from humanizer.verification.tells import FLAG_SCORE, catalogue_markdown, score_text
+
+    if catalogue:
+        out.print(catalogue_markdown(), markup=False, highlight=False, soft_wrap=True)
+        return
+    if not files:
+        raise fail("give one or more files (or --catalogue)", 2)
+    settings = get_settings()
+    scores = {str(f): score_text(read_document(f, settings.max_document_bytes)) for f in files}
+    if as_json:
+        out.print_json(json.dumps({name: s.model_dump() for name, s in scores.items()}))
+        return
+    for name, s in scores.items():
+        verdict = "reads machine-written" if s.flagged else "below the flag"
+        tops = ", ".join(f"{h.id} ×{h.count:g}" for h in s.hits[:5]) or "none"
+        out.print(f"{name}: {s.score:.1f} ({verdict}, flag at {FLAG_SCORE:g}); {s.words:,} words; tells: {tops}",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("fake-llm")

@@ -1,13 +1,15 @@
 """Every Prometheus metric of Humanizer, in one place.
 
 Conventions (checked by tests/unit/test_metrics_names.py): one prefix ``humanizer_``, base units as
-suffixes (``_seconds``), ``_total`` on counters, and only low-cardinality labels (outcome, state,
-reason, queue, provider, status code — never job ids, models chosen by users, or paths).
+suffixes (``_seconds``; ``_ratio`` for a unitless 0..1 value), ``_total`` on counters, and only
+low-cardinality labels (outcome, state, reason, queue, provider, status code, stage — never job ids,
+models chosen by users, or paths).
 
 Who updates what:
 
 - workers: chunk outcomes and durations, queue wait, provider requests/latency, tokens, cost, retries,
-  dead letters, rate-limiter waits, jobs by final state, tasks in flight (helpers below);
+  dead letters, truncated replies, rate-limiter waits, documents' AI-tell scores, jobs by final state,
+  tasks in flight (helpers below);
 - the API: HTTP requests and submissions, and queue depth / unacked / dead-letter gauges refreshed from
   Redis on every scrape of its ``/metrics``.
 
@@ -84,6 +86,11 @@ RATE_LIMIT_WAIT = Histogram(
     "humanizer_rate_limiter_wait_seconds", "Time a chunk waited for a rate-limiter slot",
     buckets=_WAIT_BUCKETS,
 )
+AI_TELL_SCORE = Histogram(
+    "humanizer_document_ai_tell_ratio",
+    "AI-tell score of a verified document's prose (docs/ai-tells.md), as a ratio (score / 100), before and after",
+    ["stage"], buckets=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+)
 JOBS_FINISHED = Counter("humanizer_jobs_finished_total", "Jobs that ended, by final state", ["state"])
 JOB_DURATION = Histogram(
     "humanizer_job_duration_seconds", "Time from submission to the end of a job", ["state"], buckets=_JOB_BUCKETS
@@ -113,7 +120,7 @@ DEAD_LETTERS_PENDING = Gauge(
 
 ALL_METRICS: list[Counter | Gauge | Histogram] = [
     CHUNKS_PROCESSED, CHUNK_DURATION, QUEUE_WAIT, TASKS_IN_FLIGHT, RETRIES, DEAD_LETTERS, TRUNCATED, PROVIDER_REQUESTS,
-    PROVIDER_LATENCY, TOKENS, COST, RATE_LIMIT_WAIT, JOBS_FINISHED, JOB_DURATION, JOBS_SUBMITTED,
+    PROVIDER_LATENCY, TOKENS, COST, RATE_LIMIT_WAIT, AI_TELL_SCORE, JOBS_FINISHED, JOB_DURATION, JOBS_SUBMITTED,
     HTTP_REQUESTS, HTTP_DURATION, QUEUE_DEPTH, QUEUE_UNACKED, DEAD_LETTERS_PENDING,
 ]
 
@@ -209,6 +216,12 @@ def count_truncated(outcome: str) -> None:
 
 def observe_rate_limit_wait(seconds: float) -> None:
     RATE_LIMIT_WAIT.observe(max(0.0, seconds))
+
+
+def observe_tell_scores(before: float, after: float) -> None:
+    """A document was verified: its AI-tell scores (0..100) before and after the rewrite."""
+    AI_TELL_SCORE.labels("before").observe(min(1.0, max(0.0, before / 100)))
+    AI_TELL_SCORE.labels("after").observe(min(1.0, max(0.0, after / 100)))
 
 
 def observe_job_finished(state: str, seconds: float | None = None) -> None:

@@ -99,6 +99,8 @@ def test_lifecycle_with_sse_progress(client: httpx2.Client, fake_llm: Any, api: 
     result = client.get(f"/v1/jobs/{job_id}/result").json()
     assert "L-0000" in result["humanized_text"] and "L-0039" in result["humanized_text"]
     assert result["verification"] is not None
+    tells = result["verification"]["tells"]
+    assert job["ai_tell_score"] == {"before": tells["before"]["score"], "after": tells["after"]["score"]}
 
     listed = client.get("/v1/jobs", params={"limit": 5}).json()
     assert job_id in [j["job_id"] for j in listed["items"]] and listed["total"] >= 1

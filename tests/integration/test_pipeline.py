@@ -117,6 +117,25 @@ def test_verification_catches_a_dropped_number(svc: OrchestrationService, fake_l
     assert "42" in str(report), "the report should name the dropped number"
 
 
+def test_ai_tell_scores_before_and_after(svc: OrchestrationService, fake_llm: object) -> None:
+    # every paragraph opens "It is important to note that the team utilizes robust tools. Furthermore, ...";
+    # the fake model (the offline rewriter's edits) drops some of that, not all
+    job = svc.submit_document(numbered_document(12, "AT"), chunk_max_tokens=40)
+    view = wait_done(svc, job["job_id"])
+    assert view.status == JobStatus.SUCCESS, view.error
+    tells = (view.verification or {})["tells"]
+    assert tells["chunks_scored"] == 12 and tells["before"]["flagged"], tells["before"]
+    assert tells["after"]["score"] < tells["before"]["score"]
+    before_ids = {h["id"] for h in tells["before"]["hits"]}
+    assert {"important_to_note", "furthermore", "robust"} <= before_ids
+    assert view.ai_tell_score is not None
+    assert (view.ai_tell_score.before, view.ai_tell_score.after) == (tells["before"]["score"], tells["after"]["score"])
+    status = svc.get_job_status(job["job_id"])
+    assert status["ai_tell_score"] == {"before": tells["before"]["score"], "after": tells["after"]["score"]}
+    assert "utilizes" not in str(tells) and "AT-0001" not in str(tells), "the report holds ids and scores, not text"
+    print(f"\nFIGURE tells: before {tells['before']['score']} -> after {tells['after']['score']} (fake model)")
+
+
 def test_cancel_stops_remaining_chunks(svc: OrchestrationService, fake_llm: object) -> None:
     fake_llm.configure(latency=0.3, jitter=0.0)  # type: ignore[attr-defined]
     job = svc.submit_document(numbered_document(150, "C"), chunk_max_tokens=40)

@@ -12,7 +12,7 @@ from humanizer import metrics
 pytestmark = pytest.mark.unit
 
 ALLOWED_LABELS = {"outcome", "state", "reason", "error_kind", "queue", "provider", "status_code", "direction",
-                  "task", "source", "method", "route", "status"}
+                  "task", "source", "method", "route", "status", "stage"}
 FORBIDDEN_LABELS = {"job_id", "job", "chunk", "chunk_id", "task_id", "path", "url", "model", "token", "text"}
 
 
@@ -39,11 +39,11 @@ def test_counters_end_in_total_and_gauges_do_not() -> None:
             assert not name.endswith("_total"), f"{name} is a {kind} but ends in _total"
 
 
-def test_histograms_measure_seconds() -> None:
+def test_histograms_measure_seconds_or_ratios() -> None:
     for metric in metrics.ALL_METRICS:
         fam = metric.describe()[0]
         if fam.type == "histogram":
-            assert fam.name.endswith("_seconds"), fam.name
+            assert fam.name.endswith(("_seconds", "_ratio")), fam.name
         assert not re.search(r"_(milliseconds|ms|minutes|hours|bytes_kb|kilobytes)(_|$)", fam.name), fam.name
 
 
@@ -84,6 +84,10 @@ def test_helpers_move_the_right_series() -> None:
     with metrics.task_in_flight("humanize_chunk"):
         assert value("humanizer_tasks_in_flight", task="humanize_chunk") == 1
     assert value("humanizer_tasks_in_flight", task="humanize_chunk") == 0
+
+    metrics.observe_tell_scores(62.5, 140.0)
+    assert value("humanizer_document_ai_tell_ratio_sum", stage="before") >= 0.625
+    assert value("humanizer_document_ai_tell_ratio_bucket", stage="after", le="1.0") >= 1  # clamped to 1
 
     metrics.observe_job_finished("SUCCESS", 12.0)
     assert value("humanizer_jobs_finished_total", state="success") >= 1

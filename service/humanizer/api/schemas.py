@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from humanizer.jobs.deadletters import DeadLetter
-from humanizer.jobs.models import JobRequest, JobStatus
+from humanizer.jobs.models import JobRequest, JobStatus, TellScores
 
 
 class JobCreate(BaseModel):
@@ -98,6 +98,9 @@ class JobOut(BaseModel):
     dead_letters: int
     error: str | None
     verification_passed: bool | None = None
+    ai_tell_score: TellScores | None = Field(
+        None, description="AI-tell score (0-100, docs/ai-tells.md) of the prose before and after, once verified"
+    )
     links: dict[str, str]
 
 

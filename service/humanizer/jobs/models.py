@@ -59,6 +59,13 @@ class Progress(BaseModel):
     percentage: float
 
 
+class TellScores(BaseModel):
+    """AI-tell score (0-100, docs/ai-tells.md) of the document's prose before and after the rewrite."""
+
+    before: float
+    after: float
+
+
 class JobView(BaseModel):
     """Everything a caller may read about a job at any moment."""
 
@@ -79,6 +86,7 @@ class JobView(BaseModel):
     error: str | None
     dead_letters: int
     verification: dict[str, Any] | None = None
+    ai_tell_score: TellScores | None = None  # once verified
     humanized_text: str | None = None
 
     @property

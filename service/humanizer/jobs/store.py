@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from humanizer.jobs.models import TERMINAL, JobStatus, JobView, Progress
+from humanizer.jobs.models import TERMINAL, JobStatus, JobView, Progress, TellScores
 from humanizer.pricing import cost_usd
 
 _TERMINAL_ARGS = [s.value for s in TERMINAL]
@@ -286,6 +286,7 @@ class JobStore:
             error=m.get("error") or None,
             dead_letters=failed,
             verification=self.report(job_id) if with_result else None,
+            ai_tell_score=_tell_scores(m),
             humanized_text=self.result(job_id) if with_result and status == JobStatus.SUCCESS else None,
         )
 
@@ -422,6 +423,13 @@ class JobStore:
             self.r.delete(*self._all_keys(job_id))
             self.r.zrem(self.index_key, job_id)
             self.r.zrem(self.active_key, job_id)
+
+
+def _tell_scores(meta: Mapping[str, str]) -> TellScores | None:
+    before, after = meta.get("tell_score_before"), meta.get("tell_score_after")
+    if not before or not after:
+        return None
+    return TellScores(before=float(before), after=float(after))
 
 
 def _encode(value: Any) -> str | int | float:

@@ -2,7 +2,8 @@
 
 ``verify_document`` checks each rewritten chunk (and the joined document) for the numbers, dates,
 URLs, quoted strings and capitalised names of the original, the length ratio and a cheap
-content-overlap signal; ``render_report`` summarises the result for the CLI.
+content-overlap signal, and scores the prose for AI tells before and after (``tells``: a report only,
+never a failure); ``render_report`` summarises the result for the CLI.
 """
 
 from humanizer.verification.check import (
@@ -15,16 +16,22 @@ from humanizer.verification.check import (
 )
 from humanizer.verification.facts import Facts, extract_facts
 from humanizer.verification.report import render_report, render_text
+from humanizer.verification.tells import CATALOGUE, TellReport, TellScore, score_text, tell_report
 
 __all__ = [
+    "CATALOGUE",
     "ChunkReport",
     "FactDiff",
     "Facts",
+    "TellReport",
+    "TellScore",
     "VerificationOptions",
     "VerificationReport",
     "extract_facts",
     "render_report",
     "render_text",
+    "score_text",
+    "tell_report",
     "verify_chunk",
     "verify_document",
 ]

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pydantic import BaseModel, Field, model_validator
 
 from humanizer.verification.facts import CATEGORIES, Analysis, FactLists, Facts, ambiguous_readings, analyse
+from humanizer.verification.tells import TellReport, tell_report
 
 MAX_VALUE_CHARS = 60
 MAX_ERROR_CHARS = 200
@@ -50,6 +51,8 @@ class VerificationOptions(BaseModel):
     fail_on_added: bool = False
     max_issues_per_chunk: int = Field(default=20, ge=1)
     max_failed_details: int = Field(default=50, ge=0)
+    # The AI-tell report (verification/tells.py) of the checked chunks, before and after; informational only.
+    tells: bool = True
 
     @model_validator(mode="after")
     def _bounds(self) -> VerificationOptions:
@@ -108,6 +111,7 @@ class VerificationReport(BaseModel):
     details_truncated: bool = False
     missing_totals: dict[str, int] = Field(default_factory=dict)  # category -> missing in all chunks
     document: ChunkReport | None = None  # None when no chunk was checked
+    tells: TellReport | None = None  # AI-tell scores before/after (None when off or nothing was checked)
     options: VerificationOptions = Field(default_factory=VerificationOptions)
 
 
@@ -153,10 +157,12 @@ def verify_document(
     checked = 0
     orig_parts: list[Analysis] = []
     new_parts: list[Analysis] = []
+    checked_indices: list[int] = []
     for i, (original, rewritten) in enumerate(zip(originals, rewrittens, strict=True)):
         if i in skipped:
             continue
         checked += 1
+        checked_indices.append(i)
         a, b = analyse(original), analyse(rewritten)
         orig_parts.append(a)
         new_parts.append(b)
@@ -180,6 +186,7 @@ def verify_document(
         details_truncated=len(failed) > opts.max_failed_details,
         missing_totals=totals,
         document=document,
+        tells=tell_report(originals, rewrittens, checked_indices) if opts.tells and checked_indices else None,
         options=opts,
     )
 

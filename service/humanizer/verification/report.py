@@ -31,6 +31,17 @@ def render_report(report: VerificationReport, max_issues: int = 10) -> Group:
                 style="dim" if doc.passed else "red",
             )
         )
+    tells = report.tells
+    if tells is not None:
+        parts.append(
+            Text(
+                f"AI tells: {tells.before.score:.1f} before → {tells.after.score:.1f} after (0-100; "
+                f"{tells.flag_score:g}+ reads machine-written); chunks flagged {tells.chunks_flagged_before} → "
+                f"{tells.chunks_flagged_after} of {tells.chunks_scored}"
+                + (f"; most left: {', '.join(h.id for h in tells.after.hits[:3])}" if tells.after.hits else ""),
+                style="yellow" if tells.after.flagged else "dim",
+            )
+        )
     missing = {k: v for k, v in report.missing_totals.items() if v}
     if missing:
         parts.append(Text("Missing: " + ", ".join(f"{v} {k}" for k, v in missing.items()), style="yellow"))

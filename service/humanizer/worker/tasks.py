@@ -497,8 +497,13 @@ def verify(self: Task, job_id: str) -> dict[str, Any]:
     store = get_store()
     report = assembly.verify_job(store, job_id)
     passed = bool(report.get("passed"))
-    log.info("job.verified", job_id=job_id, task_id=self.request.id, passed=passed)
-    finish(store, job_id, JobStatus.SUCCESS, phase="done", verification_passed=passed)
+    tells = report.get("tells") or {}
+    scores: dict[str, float] = {}
+    if tells:
+        scores = {"tell_score_before": tells["before"]["score"], "tell_score_after": tells["after"]["score"]}
+    log.info("job.verified", job_id=job_id, task_id=self.request.id, passed=passed, **scores)
+    if finish(store, job_id, JobStatus.SUCCESS, phase="done", verification_passed=passed, **scores) and scores:
+        metrics.observe_tell_scores(scores["tell_score_before"], scores["tell_score_after"])
     return {"job_id": job_id, "passed": passed}
 
 

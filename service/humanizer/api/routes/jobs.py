@@ -67,6 +67,7 @@ def job_out(view: JobView, verification_passed: bool | None = None) -> JobOut:
         dead_letters=view.dead_letters,
         error=view.error,
         verification_passed=verification_passed,
+        ai_tell_score=view.ai_tell_score,
         links=links(view.job_id),
     )
 
