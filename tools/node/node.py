@@ -67,6 +67,9 @@ CNI_BIN = Path("/usr/lib/cni")
 STORAGE_CLASS = "hz-local"
 PV_COUNT = 12
 COREDNS_IMAGE = "localhost/humanizer-coredns"
+# Where the running node tier's state directory is written: one node tier per machine (it owns the
+# node address and interface names), and `node.py down` finds it even when it was started by pytest.
+CURRENT = Path("/run/humanizer-node-tier")
 
 # What the kubelet, kube-proxy and the CNI may change, restored at teardown.
 SYSCTLS = (
@@ -283,10 +286,12 @@ class NodeCluster(ControlPlane):
         self.node_binaries.check()
         for leftover in (NODE_IFACE, BRIDGE):
             if Path("/sys/class/net", leftover).exists():
+                owner = CURRENT.read_text().strip() if CURRENT.exists() else "unknown"
                 raise ControlPlaneError(
-                    f"interface {leftover} exists: another node tier is running, or one was not torn down "
-                    "(`make node-down`, or `ip link delete` it)"
+                    f"interface {leftover} exists: another node tier is running (state in {owner}), or one was "
+                    "not torn down: `make node-down` stops it and restores the host"
                 )
+        CURRENT.write_text(str(self.workdir) + "\n")
         self.snapshot = HostSnapshot.take()
         (self.workdir / "host-snapshot.json").write_text(json.dumps(self.snapshot.to_json()))
         run("ip", "link", "add", NODE_IFACE, "type", "bridge")  # no ports: only holds the address
@@ -513,6 +518,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         snapshot = self.snapshot or load_snapshot(self.workdir)
         if snapshot is not None:
             snapshot.restore(self.log)
+        forget_current(self.workdir)
         if remove:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -554,6 +560,12 @@ def teardown_node(
             subprocess.run([binaries.path("kube-proxy"), "--cleanup"], capture_output=True, timeout=60)
     if "containerd" in pids:
         terminate_pids({"containerd": pids["containerd"]}, grace=15)
+
+
+def forget_current(workdir: Path) -> None:
+    with contextlib.suppress(OSError):
+        if CURRENT.read_text().strip() == str(workdir):
+            CURRENT.unlink()
 
 
 def load_snapshot(workdir: Path) -> HostSnapshot | None:
@@ -668,7 +680,14 @@ def default_images() -> list[str]:
     return [line.split("=", 1)[1] for line in out.stdout.splitlines() if line.startswith("IMAGE=")]
 
 
-def down(workdir: Path, log: Any) -> None:
+def down(workdir: Path, log: Any) -> Path:
+    """Stop the node tier whose state is in ``workdir`` -- or, when there is none, the one recorded in
+    /run/humanizer-node-tier (e.g. left by an interrupted test run) -- and restore the host."""
+    if not (workdir / "state.json").exists() and CURRENT.exists():
+        recorded = Path(CURRENT.read_text().strip())
+        if recorded != workdir and (recorded / "host-snapshot.json").exists():
+            log(f"no node tier in {workdir}; stopping the one recorded in {CURRENT}: {recorded}")
+            workdir = recorded
     try:
         state = json.loads((workdir / "state.json").read_text())
     except (OSError, ValueError):
@@ -682,7 +701,9 @@ def down(workdir: Path, log: Any) -> None:
     snapshot = load_snapshot(workdir)
     if snapshot is not None:
         snapshot.restore(log)
+    forget_current(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
+    return workdir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -697,8 +718,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "down":
-            down(workdir, log)
-            log(f"stopped; host restored; removed {workdir}")
+            stopped = down(workdir, log)
+            log(f"stopped; host restored; removed {stopped}")
             return 0
         if args.command == "status":
             state = json.loads((workdir / "state.json").read_text()) if (workdir / "state.json").exists() else None
