@@ -677,6 +677,26 @@ def test_network_policies(render: Render) -> None:
     assert not by_kind(render(TOGGLES["no-networkpolicy"]), "NetworkPolicy")
 
 
+def test_metrics_scrapers_are_a_value(render: Render) -> None:
+    peers = [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
+             {"namespaceSelector": {"matchLabels": {"team": "observability"}}}]
+    objects = render({"networkPolicy": {"metricsFrom": peers,
+                                        "apiIngressFrom": [{"podSelector": {"matchLabels": {"role": "client"}}}]}})
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(objects, "NetworkPolicy")}
+    for component, port in (("worker", 9808), ("operator", 9808)):
+        assert policies[f"{FULL}-{component}"]["ingress"] == [
+            {"from": peers, "ports": [{"port": port, "protocol": "TCP"}]}], component
+    assert policies[f"{FULL}-redis"]["ingress"][1] == {"from": peers, "ports": [{"port": 9121, "protocol": "TCP"}]}
+    assert policies[f"{FULL}-api"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"role": "client"}}},
+                                                             *peers]
+    assert "monitoring" not in json.dumps(policies)  # the list replaced the default, nothing merged into it
+    # empty: no one scrapes (an empty `from` would admit everyone)
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(render({"networkPolicy": {"metricsFrom": []}}),
+                                                                   "NetworkPolicy")}
+    assert policies[f"{FULL}-worker"]["ingress"] == [] and policies[f"{FULL}-operator"]["ingress"] == []
+    assert [r["ports"][0]["port"] for r in policies[f"{FULL}-redis"]["ingress"]] == [6379]
+
+
 # ---- Flower ----------------------------------------------------------------------------------------------
 def test_flower(render: Render) -> None:
     assert not [o for o in render() if "flower" in o["metadata"]["name"]]
@@ -685,10 +705,33 @@ def test_flower(render: Render) -> None:
     c = dep["spec"]["template"]["spec"]["containers"][0]
     env = env_of(c)
     assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": f"{FULL}-flower", "key": "basic-auth"}
-    assert "$(REDIS_PASSWORD)" in env["CELERY_BROKER_URL"]["value"]
-    assert list(env).index("REDIS_PASSWORD") < list(env).index("CELERY_BROKER_URL")
+    assert "CELERY_BROKER_URL" not in env and "--broker" not in " ".join(c["command"])  # no password in argv
     assert one(objects, "Secret", f"{FULL}-flower")["data"]["basic-auth"]
     assert one(objects, "Service", f"{FULL}-flower")["spec"]["ports"][0]["port"] == 5555
+
+
+def test_flower_broker_url_escapes_the_password(render: Render, tmp_path: Path) -> None:
+    """The container's command, run here with a stand-in `celery` that prints what it got."""
+    from kombu.utils.url import url_to_parts
+
+    c = one(render(TOGGLES["flower"]), "Deployment", f"{FULL}-flower")["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"][:2] == ["python", "-c"]
+    fake = tmp_path / "celery"
+    fake.write_text('#!/bin/sh\necho "$CELERY_BROKER_URL"\necho "$@"\n')
+    fake.chmod(0o755)
+    password = "p@ss/w:rd#%?&= x"
+    res = subprocess.run([sys.executable, *c["command"][1:]], capture_output=True, text=True, timeout=30,
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin", "REDIS_PASSWORD": password})
+    assert res.returncode == 0, res.stderr
+    url, args = res.stdout.splitlines()
+    assert args == "flower --port=5555"
+    parts = url_to_parts(url)
+    assert (parts.password, parts.hostname, parts.port, parts.path) == (password, f"{FULL}-redis", 6379, "0")
+    # external Redis: its URL from the Secret as it is
+    c = one(render({**TOGGLES["flower"], **TOGGLES["external-redis"]}), "Deployment", f"{FULL}-flower")[
+        "spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == ["celery", "flower", "--port=5555"]
+    assert env_of(c)["CELERY_BROKER_URL"]["valueFrom"]["secretKeyRef"]["name"] == f"{FULL}-external-redis"
 
 
 # ---- monitoring ------------------------------------------------------------------------------------------
@@ -749,6 +792,8 @@ BAD_VALUES = [
     ({"api": {"auth": {"tokens": ["short"]}}}, "api.auth.tokens"),
     ({"api": {"ingress": {"enabled": True, "hosts": []}}}, "hosts"),
     ({"config": {"extraEnv": {"lower-case": "x"}}}, "lower-case"),
+    ({"networkPolicy": {"metricsNamespace": "monitoring"}}, "metricsNamespace"),  # replaced by metricsFrom
+    ({"networkPolicy": {"metricsFrom": [{}]}}, "metricsFrom"),
     ({"workers": {"replicas": 3}}, "workers"),  # a typo of a top-level key
     ({"config": {"celery": {"visibilityTimeout": 100}}}, "visibilityTimeout"),
     ({"config": {"celery": {"taskSoftTimeLimit": 400}}}, "taskSoftTimeLimit"),

@@ -272,6 +272,19 @@ securityContext:
 {{- list "redis/secret.yaml" "redis/secret-external.yaml" "config/secret-provider.yaml" | toJson }}
 {{- end }}
 
+{{/* One NetworkPolicy ingress rule: the metrics port, from the peers of networkPolicy.metricsFrom
+     (Prometheus); nothing when that list is empty (then no one may scrape: an empty `from` would
+     admit everyone). include "humanizer.networkPolicy.metricsRule" (dict "ctx" . "port" 9808) */}}
+{{- define "humanizer.networkPolicy.metricsRule" -}}
+{{- with .ctx.Values.networkPolicy.metricsFrom -}}
+- from:
+    {{- toYaml . | nindent 4 }}
+  ports:
+    - port: {{ $.port }}
+      protocol: TCP
+{{- end }}
+{{- end }}
+
 {{/* Cluster Autoscaler evicts a pod with an emptyDir (our /tmp) only with this annotation "true": set on
      the pods whose eviction loses nothing (workers: warm shutdown, acks_late; API; operator; Flower),
      never on Redis. */}}
