@@ -45,7 +45,7 @@ TOGGLES: dict[str, dict[str, Any]] = {
     "flower": {"flower": {"enabled": True}},
     "no-networkpolicy": {"networkPolicy": {"enabled": False}},
     "openai": {"provider": {"name": "openai", "openai": {"existingSecret": "openai", "model": "gpt-4.1-mini"}}},
-    "cluster-wide": {"operator": {"watch": {"clusterWide": True}, "peering": {"enabled": True}}},
+    "cluster-wide": {"operator": {"watch": {"clusterWide": True}}},
     "prefork-ingress": {"worker": {"pool": "prefork", "concurrency": 4},
                         "api": {"ingress": {"enabled": True, "className": "nginx"}}},
     "no-operator": {"operator": {"enabled": False}},
@@ -443,7 +443,7 @@ def test_worker_deployment(render: Render) -> None:
     spec = dep["spec"]["template"]["spec"]
     c = spec["containers"][0]
     assert c["command"] == ["humanizer", "worker"]
-    assert c["args"] == ["--queues=humanize,control"]
+    assert c["args"] == ["--queues=control,humanize"]  # control first: merges never wait behind chunks
     assert spec["terminationGracePeriodSeconds"] == 330
     assert c["ports"] == [{"name": "metrics", "containerPort": 9808}]
     assert env_of(c)["MONITORING_PROMETHEUS_PORT"]["value"] == "9808"
@@ -531,12 +531,12 @@ def test_operator_deployment(render: Render) -> None:
         "HUMANIZER_AUTOSCALE_SCALE_DOWN_STABILIZATION_SECONDS": "300",
         "HUMANIZER_AUTOSCALE_SCALE_TO_ZERO": "false",
         "HUMANIZER_AUTOSCALE_INTERVAL_SECONDS": "1",
-        "HUMANIZER_AUTOSCALE_QUEUES": "humanize,control",
+        "HUMANIZER_AUTOSCALE_QUEUES": "control,humanize",
     }
     c = one(render(TOGGLES["cluster-wide"]), "Deployment", f"{FULL}-operator")["spec"]["template"]["spec"][
         "containers"][0]
-    assert "--all-namespaces" in c["args"] and "--peering=humanizer" in c["args"]
-    assert not [a for a in c["args"] if a.startswith("--namespace") or a == "--standalone"]
+    assert "--all-namespaces" in c["args"] and "--standalone" in c["args"]
+    assert not [a for a in c["args"] if a.startswith(("--namespace", "--peering"))]
 
 
 def rules_of(objects: Objects) -> dict[str, list[dict[str, Any]]]:
@@ -550,15 +550,18 @@ def grants(rules: list[dict[str, Any]], group: str, resource: str) -> set[str]:
 def test_operator_rbac_namespaced(render: Render) -> None:
     objects = render({"operator": {"watch": {"namespaces": ["team-a"]}}})
     rules = rules_of(objects)
+    # exactly what the operator calls: kopf (list/watch, patch of objects and of /status, Events) and
+    # humanizer_operator.k8s (reads, owned ConfigMaps created or replaced, deletes, the worker scale)
     jobs = rules[f"ClusterRole/{FULL}-operator-jobs"]
-    assert grants(jobs, "humanizer.dev", "humanizejobs") == {"get", "list", "watch", "patch", "update", "delete"}
-    assert grants(jobs, "humanizer.dev", "humanizejobs/status") == {"get", "patch", "update"}
-    assert "create" in grants(jobs, "", "events")
-    assert not grants(jobs, "kopf.dev", "kopfpeerings")
+    assert grants(jobs, "humanizer.dev", "humanizejobs") == {"get", "list", "watch", "patch", "delete"}
+    assert grants(jobs, "humanizer.dev", "humanizejobs/status") == {"patch"}
+    assert grants(jobs, "", "events") == {"create"}
+    assert not grants(jobs, "events.k8s.io", "events")
+    assert not [r for r in jobs if "kopf.dev" in r["apiGroups"]]
     workers = rules[f"Role/{FULL}-operator-workers"]
     scale = [r for r in workers if "deployments/scale" in r["resources"]]
-    assert scale[0]["resourceNames"] == [f"{FULL}-worker"] and set(scale[0]["verbs"]) == {"get", "patch", "update"}
-    assert grants(workers, "apps", "deployments") == {"get", "patch"}
+    assert scale[0]["resourceNames"] == [f"{FULL}-worker"] and set(scale[0]["verbs"]) == {"patch"}
+    assert grants(workers, "apps", "deployments") == {"get"}
     assert grants(jobs, "humanizer.dev", "humanizejobs/finalizers") == {"update"}
     assert grants(jobs, "", "configmaps") == {"get", "create", "update"}
     cluster = rules[f"ClusterRole/{FULL}-operator-cluster"]
@@ -583,16 +586,10 @@ def test_operator_rbac_cluster_wide(render: Render) -> None:
     rules = rules_of(objects)
     cluster = rules[f"ClusterRole/{FULL}-operator-cluster"]
     assert grants(cluster, "", "namespaces") == {"list", "watch"}
-    assert grants(cluster, "kopf.dev", "clusterkopfpeerings") == {"get", "list", "watch", "patch"}
+    assert not [r for r in cluster if "kopf.dev" in r["apiGroups"]]  # --standalone: no peering objects
     bound = {b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")}
     assert bound == {f"{FULL}-operator-jobs", f"{FULL}-operator-cluster"}
     assert {b["roleRef"]["name"] for b in by_kind(objects, "RoleBinding")} == {f"{FULL}-operator-workers"}
-
-
-def test_operator_rbac_peering_namespaced(render: Render) -> None:
-    rules = rules_of(render({"operator": {"peering": {"enabled": True}}}))
-    assert grants(rules[f"ClusterRole/{FULL}-operator-jobs"], "kopf.dev", "kopfpeerings") == {
-        "get", "list", "watch", "patch"}
 
 
 def test_no_operator(render: Render) -> None:
@@ -794,6 +791,7 @@ BAD_VALUES = [
     ({"config": {"extraEnv": {"lower-case": "x"}}}, "lower-case"),
     ({"networkPolicy": {"metricsNamespace": "monitoring"}}, "metricsNamespace"),  # replaced by metricsFrom
     ({"networkPolicy": {"metricsFrom": [{}]}}, "metricsFrom"),
+    ({"operator": {"peering": {"enabled": True}}}, "peering"),  # removed: one standalone operator
     ({"workers": {"replicas": 3}}, "workers"),  # a typo of a top-level key
     ({"config": {"celery": {"visibilityTimeout": 100}}}, "visibilityTimeout"),
     ({"config": {"celery": {"taskSoftTimeLimit": 400}}}, "taskSoftTimeLimit"),
