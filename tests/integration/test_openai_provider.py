@@ -8,9 +8,11 @@ from collections.abc import Iterator
 import openai
 import pytest
 
+from humanizer.fake_llm.server import text_hash
 from humanizer.fake_llm.testing import FakeLLMProcess, start_fake_llm_process
 from humanizer.providers import ErrorKind, ProviderError, RewriteRequest, build_provider
 from humanizer.providers.openai_provider import OpenAIProvider
+from humanizer.providers.prompts import Style, build_system_prompt, style_from_prompt
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +114,20 @@ def test_length_is_flagged(fake: FakeLLMProcess) -> None:
     fake.configure(faults=[{"kind": "length"}])
     result = provider(fake).rewrite(RewriteRequest(text=TEXT))
     assert result.finish_reason == "length" and result.truncated
+
+
+@pytest.mark.parametrize("style", [*(s.value for s in Style), "custom"])
+def test_each_style_sends_its_messages(fake: FakeLLMProcess, style: str) -> None:
+    """What reaches the server for each preset: the system prompt built for it (rules, the catalogue's
+    phrases to avoid, the style), and only the text in the user message (both seen as hashes)."""
+    custom = "Sound like a tired pirate." if style == "custom" else None
+    result = provider(fake).rewrite(RewriteRequest(text=TEXT, style=style, custom_prompt=custom))
+    assert result.text and result.finish_reason == "stop"
+    entry = fake.stats()["requests"][-1]
+    assert entry["system_hash"] == text_hash(build_system_prompt(style, custom))
+    assert entry["style"] == (style_from_prompt(custom) if custom else Style(style)).value
+    assert entry["text_hash"] == text_hash(TEXT)
+    assert entry["max_tokens"] == 512 and "pirate" not in str(fake.stats())
 
 
 def test_selectors_match_first_n_and_times_per_text(fake: FakeLLMProcess) -> None:

@@ -84,3 +84,26 @@ def test_injection_stays_inside_the_data() -> None:
     msgs = build_messages(attack, "neutral")
     assert attack not in msgs[0]["content"]
     assert extract_text(msgs[1]["content"]) == attack
+
+
+@pytest.mark.parametrize(("style", "custom"), [*((s, None) for s in Style), ("custom", "Sound like a tired pirate.")])
+def test_every_prompt_lists_the_catalogue_phrases_to_avoid(style: str, custom: str | None) -> None:
+    """The phrases to avoid come from the AI-tell catalogue, the list the verification report scores."""
+    from humanizer.verification.tells import CATALOGUE
+
+    system = build_messages("x", style, custom_prompt=custom)[0]["content"]
+    assert "8. Leave out the habits of machine-written prose" in system
+    for tell in CATALOGUE:
+        if tell.avoid:
+            assert f'"{tell.avoid}"' in system, tell.id
+    assert system.index("8. Leave out") < system.index("Target style:")  # the style stays last (extract_style)
+    assert extract_style(build_messages("x", style, custom_prompt=custom))[1] == custom
+
+
+def test_cache_keys_change_with_the_prompt_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    from humanizer.worker import chunk_cache
+
+    meta, chunk = {"provider": "openai", "model": "m", "style": "casual"}, {"text": "Hello."}
+    before = chunk_cache.cache_key("hz", meta, chunk)
+    monkeypatch.setattr(chunk_cache, "PROMPT_VERSION", "test")
+    assert chunk_cache.cache_key("hz", meta, chunk) != before

@@ -7,7 +7,8 @@ Endpoints:
 - ``GET /_admin/stats``, ``GET /_admin/config``, ``POST /_admin/config`` (replace),
   ``PATCH /_admin/config`` (merge), ``POST /_admin/reset``, ``GET /_admin/health``.
 
-The request log keeps a short hash of each user text, never the text; nothing here logs text or keys.
+The request log keeps a short hash of each user text and of the system message (and the style preset it
+names), never the text; nothing here logs text or keys.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def drop_first_number(text: str) -> str:
     if before.endswith(" ") and after.startswith(" "):
         after = after[1:]
     return before + after
+
+
+@functools.lru_cache(maxsize=64)
+def _system_hash(system: str) -> str:
+    """The short hash of a request's system message(s): what tests compare, never the text itself."""
+    return text_hash(system)
 
 
 @functools.lru_cache(maxsize=256)
@@ -126,7 +133,7 @@ class State:
         self.max_in_flight = 0
 
     def record(self, t: float, status: int, h: str, fault: str | None, max_tokens: int | None = None,
-               finish: str | None = None) -> None:
+               finish: str | None = None, system_hash: str | None = None, style: str | None = None) -> None:
         self.total += 1
         self.by_status[status] += 1
         if fault:
@@ -134,7 +141,8 @@ class State:
         if self.config.log_limit:
             self.log.append(
                 {"t": t, "status": status, "text_hash": h, "fault": fault,
-                 "duration": round(time.monotonic() - t, 6), "max_tokens": max_tokens, "finish_reason": finish}
+                 "duration": round(time.monotonic() - t, 6), "max_tokens": max_tokens, "finish_reason": finish,
+                 "system_hash": system_hash, "style": style}
             )
 
     def stats(self) -> dict[str, Any]:
@@ -316,6 +324,11 @@ class FakeLLM:
         )
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": prompt_tokens + completion_tokens}
+        system = "\n".join(
+            m["content"] for m in messages
+            if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str)
+        )
+        seen = {"system_hash": _system_hash(system) if system else None, "style": extract_style(messages)[0].value}
         cid = "chatcmpl-" + uuid.uuid4().hex[:24]
         created = int(time.time())
         headers = {"x-request-id": "req_" + uuid.uuid4().hex[:16]}
@@ -327,7 +340,7 @@ class FakeLLM:
             await _sleep_until(due)
             resp = await self._stream(request, cid, created, model, content, finish,
                                       usage if include_usage else None, headers)
-            st.record(t, 200, h, fault, max_tokens, finish)
+            st.record(t, 200, h, fault, max_tokens, finish, **seen)
             return resp
         payload = json.dumps(
             {
@@ -342,7 +355,7 @@ class FakeLLM:
             }
         )
         await _sleep_until(due)
-        st.record(t, 200, h, fault, max_tokens, finish)
+        st.record(t, 200, h, fault, max_tokens, finish, **seen)
         return web.Response(text=payload, content_type="application/json", headers=headers)
 
     def _reply(self, text: str, messages: list[Any], cfg: FakeLLMConfig, fault: str | None) -> tuple[str, str, int]:

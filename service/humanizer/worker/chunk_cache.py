@@ -1,7 +1,7 @@
 """Reuse of rewritten chunks: identical chunk + identical request options → the stored rewrite.
 
-The key hashes everything that changes the output (provider, model, style or custom prompt,
-temperature, the chunk's masked text and its context), so a resubmitted document or a replay after
+The key hashes everything that changes the output (the prompts' version, provider, model, style or
+custom prompt, temperature, the chunk's masked text and its context), so a resubmitted document or a replay after
 a failure only calls the provider for chunks it has not rewritten before. Stored by hash: a cache
 key reveals nothing about the text.
 """
@@ -15,10 +15,13 @@ from typing import Any
 
 import redis
 
+from humanizer.providers.prompts import PROMPT_VERSION
+
 
 def cache_key(prefix: str, meta: Mapping[str, str], chunk: Mapping[str, Any]) -> str:
     material = json.dumps(
         [
+            PROMPT_VERSION,
             meta.get("provider", ""),
             meta.get("model", ""),
             meta.get("style", ""),
