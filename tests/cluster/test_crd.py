@@ -101,6 +101,24 @@ def test_spec_is_immutable_except_the_lifecycle_fields(crd: None, kubectl: Kubec
             kubectl("patch", "hj", "frozen", "-n", ns, "--type=merge", "-p", yaml.safe_dump(patch))
     finally:
         kubectl("delete", "hj", "frozen", "-n", ns, "--wait=false", check=False)
-        # no operator in this test: drop any finalizer a previous operator run could have left
+        # no operator in this test: drop any finalizer an earlier operator version could have left
         kubectl("patch", "hj", "frozen", "-n", ns, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
                 check=False)
+
+
+def test_api_server_bounds_the_name_and_the_inline_text(crd: None, kubectl: Kubectl) -> None:
+    """``kubectl create`` (no last-applied annotation, which would copy the text): a name that leaves no room
+    for ``<name>-output`` is refused unless the output is named, and inline text is bounded so that even
+    4-byte characters stay within 1 MiB."""
+
+    def create(name: str, spec: dict[str, Any]) -> Any:
+        return kubectl("create", "--dry-run=server", "-f", "-", "-n", "default",
+                       input=yaml.safe_dump(humanizejob(name, spec)), check=False)
+
+    assert create("a" * 246, VALID).returncode == 0
+    refused = create("a" * 247, VALID)
+    assert refused.returncode != 0 and "metadata.name may have at most 246 characters" in refused.stderr
+    assert create("a" * 250, {**VALID, "output": {"configMapName": "named-output"}}).returncode == 0
+    assert create("long", {"input": {"text": "\u00e9" * 262_144}}).returncode == 0
+    refused = create("long", {"input": {"text": "x" * 262_145}})
+    assert refused.returncode != 0 and "spec.input.text" in refused.stderr, refused.stderr
