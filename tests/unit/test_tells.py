@@ -296,3 +296,10 @@ def test_one_line_note_for_status_messages() -> None:
     report = verify_document(["It is worth noting that we delve."], ["We look."]).model_dump(mode="json")
     assert report_note(report) == f"; AI-tell score {report['tells']['before']['score']:.1f} → 0.0"
     assert report_note({"passed": True}) == "" and report_note(None) == ""
+
+
+def test_patterns_are_lower_case() -> None:
+    """They are matched against lower-cased text (tells._alternation)."""
+    for t in CATALOGUE:
+        if t.pattern is not None:
+            assert not re.search(r"(?<!\\)[A-Z]", re.sub(r"\\[A-Za-z]", "", t.pattern)), t.id
