@@ -8,12 +8,11 @@ else every namespace.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from kopf.cli import main as kopf_main
 
-from humanizer_operator.settings import get_operator_settings
+from humanizer_operator.scope import default_namespaces
 
 MODULE = "humanizer_operator.main"
 
@@ -22,10 +21,7 @@ def build_args(argv: list[str]) -> list[str]:
     args = ["run", f"--module={MODULE}", *argv]
     scoped = any(a in ("-A", "--all-namespaces") or a.startswith(("-n", "--namespace")) for a in argv)
     if not scoped:
-        namespaces = get_operator_settings().namespaces or [
-            ns for ns in [os.environ.get("POD_NAMESPACE", "")] if ns
-        ]
-        args += [f"--namespace={ns}" for ns in namespaces] or ["--all-namespaces"]
+        args += [f"--namespace={ns}" for ns in default_namespaces()] or ["--all-namespaces"]
     return args
 
 

@@ -1,14 +1,17 @@
 """Small Kubernetes helpers: the API client, metav1.Condition bookkeeping, owned ConfigMaps, Events.
 
-kopf talks to the API server for its own work (watches, status patches, Events of handled objects);
-what the handlers do besides (ConfigMaps, the worker Deployment, deleting finished jobs) goes through
-the official ``kubernetes`` client configured here.
+kopf talks to the API server for its own work (watches, the status patches and Events of its
+handlers); what runs outside kopf's per-object handlers (the status loop: listing HumanizeJobs, their
+status patches and Events, output ConfigMaps, deleting finished jobs; the worker Deployment) goes
+through the official ``kubernetes`` client configured here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,6 +27,12 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 PAUSE_ANNOTATION = "humanizer.dev/autoscale-paused"
 JOB_LABEL = "humanizer.dev/job"
+# The finalizer earlier operator versions put on every HumanizeJob (kopf's, for a delete handler
+# and a per-object timer). None is put any more; the status loop removes this one where it is left.
+LEGACY_FINALIZER = "humanizer.dev/operator"
+
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 _lock = threading.Lock()
 
@@ -103,6 +112,25 @@ def get_condition(conditions: Sequence[Mapping[str, Any]] | None, type_: str) ->
     return next((c for c in conditions or [] if c.get("type") == type_), None)
 
 
+# ---- names ---------------------------------------------------------------------------------------
+def is_dns1123_subdomain(name: str) -> bool:
+    """A valid name for most objects (ConfigMaps among them): at most 253 characters, lower-case
+    alphanumerics, '-' and '.', alphanumeric at both ends of each dot-separated part."""
+    return len(name) <= 253 and bool(_DNS1123_SUBDOMAIN.match(name))
+
+
+def is_label_value(value: str) -> bool:
+    return len(value) <= 63 and bool(_LABEL_VALUE.match(value))
+
+
+def api_message(exc: ApiException) -> str:
+    """The API server's one-line message of a refused request (its Status), else the HTTP reason."""
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"{exc.status} {exc.reason}"
+
+
 # ---- objects ------------------------------------------------------------------------------------
 def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = body["metadata"]
@@ -160,6 +188,75 @@ def write_owned_configmap(
         raise OutputConflict(f"ConfigMap {name} already exists and is not owned by this HumanizeJob")
     body.metadata.resource_version = existing.metadata.resource_version
     api.replace_namespaced_config_map(name, namespace, body)
+
+
+def list_humanizejobs(namespace: str | None) -> list[dict[str, Any]]:
+    """The HumanizeJobs of one namespace (``None``: of every namespace), as plain dicts."""
+    api = custom()
+    if namespace is None:
+        listed = api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    else:
+        listed = api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    return [
+        {"apiVersion": API_VERSION, "kind": KIND, **item} for item in (listed.get("items") or [])
+    ]
+
+
+def get_humanizejob(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(custom().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def list_namespaces() -> list[str]:
+    return [ns.metadata.name for ns in core().list_namespace().items]
+
+
+def patch_humanizejob_status(
+    namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None
+) -> bool:
+    """Merge-patch ``.status`` (the status subresource) of one HumanizeJob.
+
+    With ``resource_version`` the patch applies only to that version of the object (the API server
+    answers 409 otherwise): the status was computed from it, and a handler may have changed the object
+    since. False when the object changed or is gone (the next pass recomputes from a fresh read)."""
+    body: dict[str, Any] = {"status": dict(status)}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
+    try:
+        custom().patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, body, _content_type="application/merge-patch+json"
+        )
+    except ApiException as exc:
+        if exc.status in (404, 409):
+            return False
+        raise
+    return True
+
+
+def remove_finalizer(body: Mapping[str, Any], finalizer: str) -> bool:
+    """Remove ``finalizer`` from one HumanizeJob's ``metadata.finalizers`` (a JSON patch that tests the
+    entry first, so another controller's finalizers are never touched). False if there was none to
+    remove, the list changed meanwhile, or the object is gone."""
+    meta = body["metadata"]
+    finalizers = list(meta.get("finalizers") or [])
+    if finalizer not in finalizers:
+        return False
+    path = f"/metadata/finalizers/{finalizers.index(finalizer)}"
+    patch = [{"op": "test", "path": path, "value": finalizer}, {"op": "remove", "path": path}]
+    try:
+        custom().patch_namespaced_custom_object(
+            GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], patch,
+            _content_type="application/json-patch+json",
+        )
+    except ApiException as exc:
+        if exc.status in (404, 409, 422):  # gone, or the list changed: the next pass looks again
+            return False
+        raise
+    return True
 
 
 def delete_humanizejob(namespace: str, name: str, uid: str) -> None:

@@ -14,8 +14,8 @@ import kopf
 from humanizer.config import get_settings
 from humanizer.logging import configure_logging
 from humanizer.worker.celery_app import configure_app
-from humanizer_operator import metrics
-from humanizer_operator.handlers import autoscale, jobs, lifecycle, progress  # noqa: F401  (registration)
+from humanizer_operator import k8s, metrics
+from humanizer_operator.handlers import autoscale, deletion, jobs, lifecycle, progress  # noqa: F401  (registration)
 from humanizer_operator.settings import get_operator_settings
 
 ANNOTATION_PREFIX = "humanizer.dev"
@@ -33,7 +33,10 @@ def configure(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration", ignored_fields=["spec.input"]
     )
-    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/operator"
+    # No handler needs a finalizer (no delete handler, no timer or daemon: see handlers/deletion.py and
+    # handlers/progress.py), so kopf never adds one; naming the one earlier versions used makes kopf
+    # remove it too when it handles such an object (the status loop removes it as well).
+    settings.persistence.finalizer = k8s.LEGACY_FINALIZER
     # handlers post their Events explicitly (kopf.event); of the log, only errors become Events
     settings.posting.level = logging.ERROR
     settings.execution.max_workers = 16

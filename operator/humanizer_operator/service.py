@@ -12,7 +12,6 @@ import redis
 
 from humanizer.config import Settings, get_settings
 from humanizer.jobs.store import JobStore
-from humanizer.monitoring.queues import held_messages
 from humanizer.orchestration import OrchestrationService
 
 
@@ -34,8 +33,3 @@ def fast_redis(dsn: str) -> redis.Redis:
     """A client that fails fast (no retry loop): the autoscaler must notice an outage within a tick."""
     return redis.Redis.from_url(dsn, decode_responses=True, socket_connect_timeout=1.0, socket_timeout=2.0)
 
-
-def job_tasks_running(client: redis.Redis, job_id: str) -> int:
-    """How many of ``job_id``'s chunk tasks a worker holds right now (running or waiting to retry)."""
-    prefix = f"{job_id}:"
-    return sum(1 for task_id, _queue in held_messages(client) if task_id.startswith(prefix))

@@ -62,15 +62,13 @@ class OperatorSettings(BaseSettings):
     status_interval_seconds: float = Field(
         2.0, gt=0, le=300,
         validation_alias=_env("HUMANIZER_OPERATOR_STATUS_INTERVAL_SECONDS", "status_interval_seconds"),
+        description="seconds between two passes of the status loop over every watched HumanizeJob (the "
+        "shortest time between two status patches of one job; unchanged status is not patched)",
     )
     max_output_bytes: int = Field(
         1_000_000, ge=1024, le=1_048_576,
         validation_alias=_env("HUMANIZER_OPERATOR_MAX_OUTPUT_BYTES", "max_output_bytes"),
         description="largest output ConfigMap payload written (ConfigMaps hold at most 1 MiB)",
-    )
-    delete_drain_seconds: float = Field(
-        30.0, ge=0, le=600, validation_alias=_env("HUMANIZER_OPERATOR_DELETE_DRAIN_SECONDS", "delete_drain_seconds"),
-        description="on delete, how long to wait for the job's running chunks to end before letting go",
     )
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("HUMANIZER_OPERATOR_NAMESPACES", "namespaces"),

@@ -278,7 +278,7 @@ def test_helm_install_runs_upgrade_and_uninstall(
             # the operator ran on the chart's own RBAC: no request was refused
             assert "Forbidden" not in operator_logs(), operator_logs()
 
-            # delete the jobs while the operator runs (it removes its finalizer); the outputs go with them
+            # delete the jobs while the operator runs (no finalizer: nothing waits for it); the outputs go with them
             kubectl("delete", "hj", "--all", "-n", namespace, "--wait=true", "--timeout=60s", timeout=90)
             assert get_hj(api_client, namespace, name) is None
 

@@ -7,7 +7,9 @@ OpenAI server.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,16 +17,23 @@ from typing import Any, TypeVar
 
 import kopf
 import pytest
-from kubernetes import client
+import yaml
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
 
 from humanizer.config import get_settings, reset_settings_cache
 from humanizer.jobs.store import JobStore
+from humanizer.monitoring.queues import held_messages
 from humanizer.worker.celery_app import configure_app
 
 from .conftest import Cluster
 from .helpers import Kubectl, wait_until
 from .operator_support import (
+    CRD_PATH,
     EXAMPLES,
+    GROUP,
+    PLURAL,
+    VERSION,
     WORKER_SELECTOR,
     Backend,
     OperatorProcess,
@@ -177,7 +186,10 @@ def test_delete_cancels_the_job(
     stack: tuple[Backend, OperatorProcess, PodHarness], api_client: client.ApiClient, kubectl: Kubectl,
     namespace: str,
 ) -> None:
-    be, _, _ = stack
+    """Deleting a running HumanizeJob (no finalizer: the delete returns at once) cancels its job within a
+    second or two (the operator's DELETED event handler); once the chunks the workers held are done,
+    no provider call is made for it."""
+    be, op, _ = stack
     kubectl.apply(humanizejob("doomed", {"input": {"text": document(60)}, "chunking": {"maxTokens": 40}}),
                   namespace=namespace)
 
@@ -187,15 +199,25 @@ def test_delete_cancels_the_job(
     wait_until(some_progress, 60, "the job to rewrite a few chunks")
     job_id = hj_status(api_client, namespace, "doomed")["jobId"]
     kubectl("delete", "hj", "doomed", "-n", namespace, "--wait=true", "--timeout=60s", timeout=90)
+    deleted = time.monotonic()
     assert get_hj(api_client, namespace, "doomed") is None
+    store = store_for(be)
+    wait_until(lambda: store.view(job_id, with_result=False).status.value == "CANCELLED", 10,
+               f"job {job_id} to be cancelled\n{op.logs()[-3000:]}", interval=0.05)
+    latency = time.monotonic() - deleted
+    assert latency < 3.0, f"cancelled {latency:.2f}s after the HumanizeJob was deleted"
+    r = be.redis_client()
+    wait_until(lambda: not any(t.startswith(f"{job_id}:") for t, _ in held_messages(r)), 30,
+               "the workers to let go of the job's chunk tasks")
     stats = be.fake.stats()
     started = stats["total"] + stats["in_flight"]
-    view = store_for(be).view(job_id, with_result=False)
+    view = store.view(job_id, with_result=False)
     assert view.status.value == "CANCELLED"
     assert view.progress.completed < view.progress.total
     time.sleep(3)
     stats = be.fake.stats()
     assert stats["total"] + stats["in_flight"] == started, "provider calls after the HumanizeJob was deleted"
+    print(f"cancelled {latency:.2f}s after the delete returned")
 
 
 @fake_llm(latency=0.3)
@@ -328,3 +350,271 @@ def test_invalid_job_fails_with_reason(
     assert status["phase"] == "Failed"
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "InvalidSpec" and "empty" in failed["message"]
+
+
+class HJWatch:
+    """Every watch event of the HumanizeJobs of one namespace, from now on (a background thread)."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.api = cluster.api_client()
+        self.namespace = namespace
+        self.events: list[tuple[str, str, list[str], str | None]] = []  # type, name, finalizers, phase
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        listed = client.CustomObjectsApi(self.api).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        self._rv = listed["metadata"]["resourceVersion"]
+        self._thread = threading.Thread(target=self._run, daemon=True, name="hj-watch")
+
+    def __enter__(self) -> HJWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.api.close()
+
+    def _run(self) -> None:
+        custom = client.CustomObjectsApi(self.api)
+        while not self._stop.is_set():
+            try:
+                for ev in watch.Watch().stream(custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                                               PLURAL, resource_version=self._rv, timeout_seconds=2):
+                    obj = ev["object"]
+                    meta = obj["metadata"]
+                    self._rv = meta["resourceVersion"]
+                    self.events.append((ev["type"], meta["name"], list(meta.get("finalizers") or []),
+                                        (obj.get("status") or {}).get("phase")))
+            except Exception as exc:  # keep watching (and say so if it matters)
+                self.errors.append(repr(exc))
+                time.sleep(0.2)
+
+
+def test_no_finalizer_ever(
+    stack: tuple[Backend, OperatorProcess, PodHarness], cluster: Cluster, api_client: client.ApiClient,
+    kubectl: Kubectl, namespace: str,
+) -> None:
+    """No version of a HumanizeJob the operator handles (created, submitted, running, succeeded, a few
+    status passes after that, deleted) carries a finalizer."""
+    _, op, _ = stack
+    with HJWatch(cluster, namespace) as seen:
+        kubectl.apply(humanizejob("tidy", {"input": {"text": document(4)}, "chunking": {"maxTokens": 40}}),
+                      namespace=namespace)
+        wait_phase(api_client, namespace, "tidy", {"Succeeded"}, 60, op)
+        time.sleep(3)  # three more passes of the status loop (1 s here)
+        obj = get_hj(api_client, namespace, "tidy")
+        assert obj is not None
+        annotations = obj["metadata"].get("annotations") or {}
+        assert any(k.startswith("humanizer.dev/") for k in annotations), annotations  # kopf did handle it
+        kubectl("delete", "hj", "tidy", "-n", namespace, "--wait=true", "--timeout=10s", timeout=30)
+        wait_until(lambda: any(t == "DELETED" for t, *_ in seen.events), 10, "the DELETED watch event")
+    phases = [phase for _, _, _, phase in seen.events]
+    assert {"Running", "Succeeded"} <= set(phases), seen.events
+    assert len(seen.events) >= 4, seen.events
+    with_finalizers = [e for e in seen.events if e[2]]
+    assert not with_finalizers, f"versions with finalizers: {with_finalizers}"
+
+
+@fake_llm(latency=0.4)
+def test_operator_down_deleting_jobs_and_the_namespace_completes(
+    stack: tuple[Backend, OperatorProcess, PodHarness], api_client: client.ApiClient, core_v1: client.CoreV1Api,
+    kubectl: Kubectl, namespace: str,
+) -> None:
+    """With the operator stopped (helm uninstall, scaled to zero), deleting a running HumanizeJob and then
+    the namespace (with a finished job and its output ConfigMap still in it) completes within 60 s."""
+    _, op, _ = stack
+    kubectl.apply(humanizejob("done", {"input": {"text": document(2)}}), namespace=namespace)
+    kubectl.apply(humanizejob("busy", {"input": {"text": document(60)}, "chunking": {"maxTokens": 40}}),
+                  namespace=namespace)
+    wait_phase(api_client, namespace, "done", {"Succeeded"}, 60, op)
+    wait_phase(api_client, namespace, "busy", {"Running"}, 60, op)
+    op.stop()
+    t0 = time.monotonic()
+    kubectl("delete", "hj", "busy", "-n", namespace, "--wait=true", "--timeout=60s", timeout=90)
+    hj_deleted = time.monotonic() - t0
+    assert get_hj(api_client, namespace, "busy") is None
+    core_v1.delete_namespace(namespace)
+
+    def namespace_gone() -> bool:
+        try:
+            core_v1.read_namespace(namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return False
+
+    try:
+        wait_until(namespace_gone, 60, f"namespace {namespace} to be deleted", interval=0.5)
+    except AssertionError as exc:
+        left = kubectl("get", "hj,cm,pods", "-n", namespace, "-o", "yaml", check=False).stdout
+        ns = kubectl("get", "namespace", namespace, "-o", "yaml", check=False).stdout
+        raise AssertionError(f"{exc}\n{ns}\n{left[-4000:]}") from None
+    total = time.monotonic() - t0
+    assert total < 60
+    print(f"operator down: HumanizeJob deleted in {hj_deleted:.1f}s, namespace gone {total:.1f}s after")
+
+
+@fake_llm(latency=0.5)
+def test_job_of_a_job_deleted_while_the_operator_was_down_is_cancelled(
+    stack: tuple[Backend, OperatorProcess, PodHarness], api_client: client.ApiClient, kubectl: Kubectl,
+    namespace: str,
+) -> None:
+    """The orphan case: a running HumanizeJob deleted while the operator is down; once the operator is
+    back its job is cancelled within seconds. Jobs that are not orphans are left alone: another running
+    HumanizeJob, an ``hj-`` job without the HumanizeJob marker (the HTTP API lets callers choose ids),
+    and a job of a HumanizeJob in a namespace this operator does not watch."""
+    be, op, _ = stack
+    # 160 chunks, 4 at a time, 0.5 s each: 20 s of work, still running once the operator is back (~7 s)
+    kubectl.apply(humanizejob("orphan", {"input": {"text": document(160)}, "chunking": {"maxTokens": 40}}),
+                  namespace=namespace)
+
+    def some_progress() -> bool:
+        return int((hj_status(api_client, namespace, "orphan").get("progress") or {}).get("done", 0)) >= 2
+
+    wait_until(some_progress, 60, "the job to rewrite a few chunks")
+    kubectl.apply(humanizejob("bystander", {"input": {"text": document(6, tag="b")}, "chunking": {"maxTokens": 40}}),
+                  namespace=namespace)
+    wait_until(lambda: bool(hj_status(api_client, namespace, "bystander").get("jobId")), 30, "bystander submitted")
+    orphan = get_hj(api_client, namespace, "orphan")
+    assert orphan is not None
+    job_id, uid = orphan["status"]["jobId"], orphan["metadata"]["uid"]
+    r = be.redis_client()
+    record = r.hgetall(f"hz:job:{job_id}")
+    assert (record["origin_kind"], record["origin_namespace"], record["origin_name"], record["origin_uid"]) == (
+        "HumanizeJob", namespace, "orphan", uid), record
+    # two unfinished jobs that are not this operator's orphans (never touched by workers: no chunks)
+    strangers = {
+        "hj-00000000-0000-4000-8000-000000000001": {},  # no marker
+        "hj-00000000-0000-4000-8000-000000000002": {"origin_kind": "HumanizeJob", "origin_namespace": "elsewhere",
+                                                    "origin_name": "x",
+                                                    "origin_uid": "00000000-0000-4000-8000-000000000002"},
+    }
+    for stranger, origin in strangers.items():
+        r.hset(f"hz:job:{stranger}", mapping={"status": "PROGRESS", "phase": "rewriting", "total": 1, "done": 0,
+                                              "created_at": time.time(), **origin})
+        r.zadd("hz:active", {stranger: time.time()})
+
+    op.stop()
+    kubectl("delete", "hj", "orphan", "-n", namespace, "--wait=true", "--timeout=20s", timeout=40)
+    store = store_for(be)
+    time.sleep(1)
+    before = store.view(job_id, with_result=False)
+    assert not before.status.terminal, "cancelled with no operator running?"
+    launched = time.monotonic()
+    op.start()
+    restarted = time.monotonic()
+    wait_until(lambda: store.view(job_id, with_result=False).status.value == "CANCELLED", 10,
+               f"the orphaned job {job_id} to be cancelled\n{op.logs()[-3000:]}", interval=0.1)
+    cancelled = time.monotonic()
+    after = store.view(job_id, with_result=False)
+    assert after.progress.completed < after.progress.total
+    print(f"orphan cancelled {cancelled - launched:.1f}s after the operator process started, "
+          f"{cancelled - restarted:.1f}s after its liveness endpoint answered ({before.progress.completed}/"
+          f"{before.progress.total} chunks done before, {after.progress.completed} when cancelled)")
+    status = wait_phase(api_client, namespace, "bystander", {"Succeeded", "Failed", "Cancelled"}, 120, op)
+    assert status["phase"] == "Succeeded", status
+    for stranger in strangers:
+        assert r.hget(f"hz:job:{stranger}", "status") == "PROGRESS", stranger
+        r.zrem("hz:active", stranger)
+
+
+@contextlib.contextmanager
+def crd_without_the_name_rule(kubectl: Kubectl, namespace: str) -> Iterator[None]:
+    """The CRD as earlier releases had it, without the rule that refuses names over 246 characters (Helm
+    installs CRDs once and never upgrades them, so clusters keep such a CRD); the current one after."""
+    # a server-side dry run of a new object (never created: updates of existing ones are ratcheted)
+    probe = humanizejob(".".join(["probe" + "x" * 56] * 4), {"input": {"text": "probe"}})
+    crd = yaml.safe_load(CRD_PATH.read_text())
+    for version in crd["spec"]["versions"]:
+        root = version["schema"]["openAPIV3Schema"]
+        root["x-kubernetes-validations"] = [
+            r for r in root.get("x-kubernetes-validations", []) if "metadata.name" not in r["rule"]
+        ]
+        if not root["x-kubernetes-validations"]:
+            del root["x-kubernetes-validations"]
+
+    def accepted() -> bool:
+        return kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=yaml.safe_dump(probe),
+                       check=False).returncode == 0
+
+    kubectl.apply(crd)
+    try:
+        wait_until(accepted, 30, "the API server to serve the CRD without the name rule")
+        yield
+    finally:
+        install_crd(kubectl)
+        wait_until(lambda: not accepted(), 30, "the API server to serve the current CRD again")
+
+
+def test_job_name_too_long_for_the_default_output_fails_clearly(
+    stack: tuple[Backend, OperatorProcess, PodHarness], api_client: client.ApiClient, core_v1: client.CoreV1Api,
+    kubectl: Kubectl, namespace: str,
+) -> None:
+    """A 247-character name makes ``<name>-output`` 254 characters, no valid ConfigMap name. The CRD
+    refuses such a job; where the CRD is older (no such rule), the job ends Failed with a condition that
+    says so (before any chunk is rewritten) and stays so (no retry loop on a 422). The same long name with
+    spec.output.configMapName succeeds (a name over 63 characters is no valid label value, so that output
+    carries no job label)."""
+    be, op, _ = stack
+    label = "x" * 57
+    long_name = ".".join([f"long{label}"] * 4)
+    named_name = ".".join([f"name{label}"] * 4)
+    assert len(long_name) == len(named_name) == 247
+    too_long = humanizejob(long_name, {"input": {"text": document(2)}})
+    refused = kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(too_long), check=False)
+    assert refused.returncode != 0 and "at most 246 characters" in refused.stderr, refused.stderr
+    with crd_without_the_name_rule(kubectl, namespace):
+        kubectl.apply(too_long, namespace=namespace)
+        kubectl.apply(humanizejob(named_name, {"input": {"text": document(2)},
+                                               "output": {"configMapName": "named-out"}}), namespace=namespace)
+        status = wait_phase(api_client, namespace, long_name, {"Failed", "Succeeded"}, 30, op)
+        assert status["phase"] == "Failed", status
+        failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+        assert failed["reason"] == "InvalidOutputName", failed
+        assert f"{long_name}-output" in failed["message"] and "254 characters" in failed["message"], failed
+        assert "at most 246" in failed["message"] and "spec.output.configMapName" in failed["message"], failed
+        assert "jobId" not in status
+        named = wait_phase(api_client, namespace, named_name, {"Failed", "Succeeded"}, 60, op)
+        assert named["phase"] == "Succeeded", named
+        cm = core_v1.read_namespaced_config_map("named-out", namespace)
+        assert cm.data["text"].strip() and cm.metadata.owner_references[0].name == named_name
+        assert "humanizer.dev/job" not in (cm.metadata.labels or {})
+        time.sleep(3)  # three passes of the status loop: nothing more happens to the failed job
+        assert hj_status(api_client, namespace, long_name) == status
+        assert be.redis_client().zcard("hz:jobs") == 1  # only the second job was submitted
+        logs = op.logs()
+        assert "Unprocessable" not in logs and "status pass of HumanizeJob" not in logs, logs[-3000:]
+
+
+def test_finalizers_left_by_earlier_versions_are_removed(
+    stack: tuple[Backend, OperatorProcess, PodHarness], api_client: client.ApiClient, kubectl: Kubectl,
+    namespace: str,
+) -> None:
+    """An upgrade from a version that put ``humanizer.dev/operator`` on HumanizeJobs: the operator removes
+    it (and only it) from every object, so one deleted meanwhile (Terminating) goes away."""
+    _, op, _ = stack
+    op.stop()
+    legacy = "humanizer.dev/operator"
+    for name, finalizers in (("old", [legacy, "example.com/keep"]), ("stuck", [legacy])):
+        obj = humanizejob(name, {"input": {"text": document(2)}})
+        obj["metadata"]["finalizers"] = finalizers
+        kubectl.apply(obj, namespace=namespace)
+    kubectl("delete", "hj", "stuck", "-n", namespace, "--wait=false")
+    stuck = get_hj(api_client, namespace, "stuck")
+    assert stuck is not None and stuck["metadata"].get("deletionTimestamp"), stuck
+    try:
+        op.start()
+        wait_until(lambda: get_hj(api_client, namespace, "stuck") is None, 15,
+                   f"the Terminating HumanizeJob to go\n{op.logs()[-3000:]}")
+
+        def only_foreign_left() -> bool:
+            obj = get_hj(api_client, namespace, "old")
+            return obj is not None and obj["metadata"].get("finalizers") == ["example.com/keep"]
+
+        wait_until(only_foreign_left, 15, "the legacy finalizer to be removed, the other one kept")
+        status = wait_phase(api_client, namespace, "old", {"Succeeded", "Failed"}, 60, op)
+        assert status["phase"] == "Succeeded", status
+    finally:
+        kubectl("patch", "hj", "old", "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+                check=False)

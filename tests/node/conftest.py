@@ -3,7 +3,8 @@
 * ``node`` (session): tools/node/node.py's NodeCluster under a temporary directory, with the images of
   ``make image`` (the app, Redis from Debian, pause, CoreDNS) imported into its containerd. At the end
   it is stopped and the host must be as it was before (sysctls, iptables, interfaces, mounts): a
-  difference fails the session.
+  difference fails the session. ``HUMANIZER_NODE_REUSE=1`` uses the running node of ``make node-up``
+  instead (development; the release is installed afresh, so the namespace ``humanizer`` must not exist).
 * ``kubectl`` / ``helm``: the cached binaries against it.
 * ``release`` (session): the chart installed the way the README says (``helm install`` into a
   namespace that enforces the ``restricted`` Pod Security level, bundled Redis with persistence),
@@ -28,7 +29,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "node"))
 
-from node import NodeCluster, default_images  # noqa: E402
+from node import CURRENT, NodeCluster, default_images  # noqa: E402
 from tests.cluster.helpers import Kubectl, KubeTool  # noqa: E402
 
 from .release import NODE_IMAGE_VALUES, Release, install_release  # noqa: E402
@@ -38,6 +39,12 @@ from .release import NODE_IMAGE_VALUES, Release, install_release  # noqa: E402
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
     if os.geteuid() != 0:
         raise RuntimeError("the node tier needs root; `make test` with HUMANIZER_SKIP_NODE_TIER=1 skips it")
+    if os.environ.get("HUMANIZER_NODE_REUSE") == "1":
+        # Development: the node of `make node-up` (its images as they were imported then); left running.
+        if not CURRENT.exists():
+            raise RuntimeError("HUMANIZER_NODE_REUSE=1 but no node tier runs (`make node-up`)")
+        yield NodeCluster(Path(CURRENT.read_text().strip()))
+        return
     images = default_images()
     # A short path: unix sockets under it must stay below 108 bytes.
     workdir = Path(f"/tmp/hz-node-{uuid.uuid4().hex[:6]}")

@@ -183,8 +183,17 @@ def install_release(kubectl: Kubectl, helm: KubeTool, image_values: list[str], a
     kubectl("label", "namespace", rel.namespace, "pod-security.kubernetes.io/enforce=restricted")
     kubectl("create", "secret", "generic", "openai", "-n", rel.namespace, "--from-literal=openai-api-key=test-key")
     kubectl.apply(fake_llm_objects(app_image), namespace=rel.namespace)
-    helm("install", rel.name, str(CHART), "-n", rel.namespace, *image_values, *PROVIDER_VALUES,
-         "--wait", "--timeout", "5m", timeout=330)  # fmt: skip
+    try:
+        helm("install", rel.name, str(CHART), "-n", rel.namespace, *image_values, *PROVIDER_VALUES,
+             "--wait", "--timeout", "5m", timeout=330)  # fmt: skip
+    except AssertionError as exc:
+        not_ready = [p["metadata"]["name"] for p in rel.get("pods")["items"] if not is_ready(p)]
+        logs = "\n".join(rel.kubectl("logs", n, "-n", rel.namespace, "--tail=30", "--all-containers",
+                                     check=False).stdout[-3000:] for n in not_ready[:3])  # fmt: skip
+        raise AssertionError(
+            f"{exc}\n{rel.k('get', 'pods', '-o', 'wide')}\n{rel.k('get', 'events')[-4000:]}\n"
+            f"logs of pods not Ready {not_ready}:\n{logs}"
+        ) from None
     rel.wait_all_ready()
     rel.timings["install_to_ready_s"] = time.monotonic() - t0
     print(f"\nFIGURE helm install -> every pod Ready: {rel.timings['install_to_ready_s']:.1f}s")

@@ -58,3 +58,15 @@ def test_visibility_timeout_must_exceed_time_limit(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("CELERY_VISIBILITY_TIMEOUT", "400")
     with pytest.raises(ValidationError, match="VISIBILITY_TIMEOUT"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_broker_sockets_have_timeouts() -> None:
+    """A blocking broker socket can hang a worker's first connect for good (redis-py's connection check
+    peeks with a blocking recv): every broker socket operation is bounded, and below the visibility
+    timeout."""
+    from humanizer.worker.celery_app import celery_config
+
+    settings = Settings()
+    options = celery_config(settings)["broker_transport_options"]
+    assert isinstance(options, dict)
+    assert 0 < options["socket_connect_timeout"] <= options["socket_timeout"] < settings.celery_visibility_timeout

@@ -428,10 +428,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             save.stdout.close()
             if save.wait() != 0 or proc.returncode != 0:
                 raise ControlPlaneError(f"importing {ref} into containerd failed: {proc.stderr.decode()[-500:]}")
-            imported = set(self.ctr("images", "ls", "-q").split())
-            if name not in imported:
-                # podman names short references localhost/NAME; the kubelet asks for the normalized name.
-                src = f"localhost/{ref}" if "/" not in ref.split(":")[0] else ref
+            # podman saves a short reference as localhost/NAME; the kubelet asks for the normalized name,
+            # which must move to the image just imported (an older import may hold that name).
+            src = f"localhost/{ref}" if "/" not in ref.split(":")[0] else ref
+            if src != name:
                 self.ctr("images", "tag", "--force", src, name)
             stamps[name] = image_id
             self.log(f"imported {ref} as {name} in {time.monotonic() - t0:.1f}s")

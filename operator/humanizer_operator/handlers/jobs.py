@@ -1,14 +1,14 @@
-"""HumanizeJob create / resume / delete.
+"""HumanizeJob create / resume (deletion: ``handlers/deletion.py``).
 
 Submission is idempotent: the job id is derived from the object's UID (``hj-<uid>``), and a job that
 already exists in the store (the operator died after submitting, before recording it) counts as
 submitted. If the operator dies between writing the job and sending its chord, the workers'
-reconciler re-drives it from Redis (``HUMANIZER_STALL_SECONDS``).
+reconciler re-drives it from Redis (``HUMANIZER_STALL_SECONDS``). The job record keeps the object's
+kind, namespace, name and uid (``origin_*`` fields): a job whose object is gone is cancelled.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import kopf
@@ -20,10 +20,10 @@ from humanizer.jobs.submit import SubmissionError, submit_job
 from humanizer.metrics import count_job_submitted
 from humanizer.redis_client import RedisUnavailable
 from humanizer_operator import k8s, service
-from humanizer_operator.settings import get_operator_settings
 from humanizer_operator.status import TERMINAL_PHASES, failed_status
 
 GVR = (k8s.GROUP, k8s.VERSION, k8s.PLURAL)
+ORIGIN_KEYS = ("kind", "namespace", "name", "uid")
 
 
 class InputMissing(Exception):
@@ -33,6 +33,30 @@ class InputMissing(Exception):
 def job_id_for(uid: str) -> str:
     """The Humanizer job id of a HumanizeJob: stable across operator restarts."""
     return f"hj-{uid}"
+
+
+def origin_of(body: Any) -> dict[str, str]:
+    """What the job record keeps of its HumanizeJob (``submit_job(origin=...)``, ``ORIGIN_KEYS``)."""
+    meta = body["metadata"]
+    return {"kind": k8s.KIND, "namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]}
+
+
+def output_name(body: Any, spec: Any) -> str:
+    """The output ConfigMap's name: spec.output.configMapName, else ``<job name>-output``."""
+    return str((spec.get("output") or {}).get("configMapName") or f"{body['metadata']['name']}-output")
+
+
+def output_name_problem(body: Any, spec: Any) -> str | None:
+    """Why the output ConfigMap could never be written under its name (None: it can)."""
+    name = output_name(body, spec)
+    if k8s.is_dns1123_subdomain(name):
+        return None
+    given = bool((spec.get("output") or {}).get("configMapName"))
+    hint = ("choose another spec.output.configMapName" if given else
+            f"the default is <job name>-output, so a job name may have at most {253 - len('-output')} "
+            "characters: shorten the name or set spec.output.configMapName")
+    return (f"the output ConfigMap name {name!r} ({len(name)} characters) is not a valid ConfigMap name "
+            f"(at most 253 characters: lower-case letters, digits, '-' and '.'); {hint}")
 
 
 def read_input(spec: Any, namespace: str) -> str:
@@ -79,6 +103,13 @@ def submit(body: Any, spec: Any, status: Any, patch: kopf.Patch, logger: Any) ->
     meta = body["metadata"]
     namespace, uid, generation = meta["namespace"], meta["uid"], meta.get("generation")
     conditions = status.get("conditions")
+    problem = output_name_problem(body, spec)
+    if problem is not None:  # fail before any chunk is rewritten: the result could never be stored
+        patch.status.update(failed_status(conditions, "InvalidOutputName", problem, generation))
+        patch.status["style"] = style_of(spec)
+        kopf.event(body, type="Warning", reason="InvalidOutputName", message=problem)
+        logger.warning("HumanizeJob rejected: %s", problem)
+        return
     if spec.get("suspend"):
         patch.status["phase"] = "Pending"
         patch.status["style"] = style_of(spec)
@@ -90,7 +121,7 @@ def submit(body: Any, spec: Any, status: Any, patch: kopf.Patch, logger: Any) ->
     job_id = job_id_for(uid)
     try:
         request = build_request(spec, read_input(spec, namespace), job_id)
-        submitted = submit_job(request, service.settings())
+        submitted = submit_job(request, service.settings(), origin=origin_of(body))
         total, message = submitted.total_chunks, f"submitted as job {job_id}: {submitted.total_chunks} chunks"
         count_job_submitted("operator")
     except JobExists:
@@ -149,25 +180,3 @@ def humanizejob_resume(body: Any, spec: Any, status: Any, patch: kopf.Patch, log
     if status.get("phase") in TERMINAL_PHASES or status.get("jobId"):
         return
     submit(body, spec, status, patch, logger)
-
-
-@kopf.on.delete(*GVR, retries=12, backoff=5)
-def humanizejob_delete(body: Any, status: Any, logger: Any, **_: Any) -> None:
-    """Cancel the job's remaining chunks and wait (bounded) until its running chunks ended."""
-    job_id = status.get("jobId") or job_id_for(body["metadata"]["uid"])
-    try:
-        cancelled = service.orchestration().cancel_job(job_id)
-    except JobNotFound:
-        return  # never submitted, or expired from Redis
-    except RedisUnavailable as exc:
-        raise kopf.TemporaryError(f"cannot cancel job {job_id} yet: {exc}", delay=5) from None
-    if cancelled:
-        logger.info("HumanizeJob deleted: cancelled job %s", job_id)
-    client = service.fast_redis(service.settings().redis_dsn)
-    deadline = time.monotonic() + get_operator_settings().delete_drain_seconds
-    running = service.job_tasks_running(client, job_id)
-    while running and time.monotonic() < deadline:
-        time.sleep(0.25)
-        running = service.job_tasks_running(client, job_id)
-    if running:
-        logger.warning("job %s: %d chunk task(s) still held by workers after the drain wait", job_id, running)

@@ -83,7 +83,7 @@ def humanizejob_suspend(
     except RedisUnavailable as exc:
         raise kopf.TemporaryError(str(exc), delay=5) from None
     except JobNotFound:
-        return  # expired from Redis: the progress timer reports it
+        return  # expired from Redis: the status loop reports it
     patch.status["phase"] = RUNNING
     patch.status["conditions"] = k8s.set_condition(
         conditions, "Suspended", False, "JobResumed", f"resumed: {sent} chunk(s) sent", generation

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from humanizer.chunking import ChunkingOptions, split_document
@@ -26,6 +27,8 @@ from humanizer.redis_client import check_redis
 log = get_logger("humanizer.submit")
 
 DEFAULT_CHUNK_SECONDS = 2.0
+# job record fields ``origin_<key>``: who submitted the job (``submit_job(origin=...)``)
+ORIGIN_PREFIX = "origin_"
 
 
 class SubmissionError(ValueError):
@@ -59,7 +62,15 @@ def open_store(settings: Settings | None = None) -> JobStore:
     return JobStore(check_redis(s), prefix=s.key_prefix, ttl_seconds=s.result_ttl_seconds, prices=s.model_prices)
 
 
-def submit_job(req: JobRequest, settings: Settings | None = None) -> SubmittedJob:
+def submit_job(
+    req: JobRequest, settings: Settings | None = None, origin: Mapping[str, str] | None = None
+) -> SubmittedJob:
+    """Validate, split, store and dispatch ``req``.
+
+    ``origin``: who submitted it, kept in the job record as ``origin_<key>`` fields (the operator
+    records its HumanizeJob's kind, namespace, name and uid, to find jobs whose object is gone). Not part
+    of ``JobRequest``: API callers cannot set it.
+    """
     s = settings or get_settings()
     style = req.style or s.style
     if req.custom_prompt is None and style not in STYLES:
@@ -104,6 +115,7 @@ def submit_job(req: JobRequest, settings: Settings | None = None) -> SubmittedJo
         "priority": req.priority,
         "token_budget": req.token_budget or "",
         "max_cost_usd": req.max_cost_usd or "",
+        **{f"{ORIGIN_PREFIX}{k}": v for k, v in (origin or {}).items()},
     }
     ready = {c.index: c.text for c in chunks if c.kind != "prose"}
     model_indices = [c.index for c in chunks if c.kind == "prose"]

@@ -49,6 +49,13 @@ def celery_config(settings: Settings) -> dict[str, object]:
             # priority step high before normal before low
             "queue_order_strategy": "priority",
             "priority_steps": [0, 3, 6, 9],
+            # Bounded socket operations, as for our own clients (redis_client.py). Without a timeout a
+            # broker socket is blocking, and redis-py's connection check (hiredis parser) can then block
+            # forever in recv(MSG_PEEK) on a socket that polls POLLERR: seen on a real node, a worker
+            # started while Redis' Service had no endpoint yet hung in its first connect for good.
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+            "socket_keepalive": True,
         },
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
         "broker_connection_retry_on_startup": True,
