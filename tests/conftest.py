@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-TIER_OF_DIR = {"unit": "unit", "integration": "integration", "cluster": "cluster", "node": "node", "e2e": "e2e"}  # chart: by path
+# chart: by path
+TIER_OF_DIR = {"unit": "unit", "integration": "integration", "cluster": "cluster", "node": "node", "e2e": "e2e"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
