@@ -289,3 +289,25 @@ def post_event(
         reporting_instance=component,
     )
     core().create_namespaced_event(meta["namespace"], event)
+
+
+# ---- worker pods (the autoscaler's scale-down) ----------------------------------------------------
+def list_pods(namespace: str, match_labels: Mapping[str, str]) -> list[Any]:
+    """The pods of ``namespace`` carrying every label of ``match_labels`` (a Deployment's selector)."""
+    selector = ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
+    return list(core().list_namespaced_pod(namespace, label_selector=selector).items)
+
+
+def annotate_pod(namespace: str, name: str, annotations: Mapping[str, str | None]) -> bool:
+    """Merge ``annotations`` into one pod's metadata (a None value removes that key); False when the pod
+    is gone."""
+    try:
+        core().patch_namespaced_pod(
+            name, namespace, {"metadata": {"annotations": dict(annotations)}},
+            _content_type="application/merge-patch+json",
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True

@@ -1,8 +1,10 @@
 """Operator settings from the environment (pydantic-settings).
 
 The autoscaler's names are the chart's (``HUMANIZER_AUTOSCALE_*``, ``HUMANIZER_WORKER_DEPLOYMENT``);
-the worker concurrency, batch size and the provider rate limit come from :class:`humanizer.config.Settings`
-(``CELERY_WORKER_CONCURRENCY``, ``HUMANIZER_BATCH_SIZE``, ``HUMANIZER_RATE_LIMIT_RPM``), as do Redis and the provider.
+the worker call slots, batch size, visibility timeout and the provider rate limits come from
+:class:`humanizer.config.Settings` (``HUMANIZER_WORKER_CALLS``, ``CELERY_WORKER_CONCURRENCY``,
+``HUMANIZER_BATCH_SIZE``, ``CELERY_VISIBILITY_TIMEOUT``, ``HUMANIZER_RATE_LIMIT_RPM``/``_TPM``/``_HEADROOM``),
+as do Redis and the provider.
 """
 
 from __future__ import annotations
@@ -56,6 +58,23 @@ class OperatorSettings(BaseSettings):
     queues: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["humanize", "control"],
         validation_alias=_env("HUMANIZER_AUTOSCALE_QUEUES", "queues"),
+    )
+    tokens_per_chunk: float = Field(
+        0.0, ge=0, le=1_000_000,
+        validation_alias=_env("HUMANIZER_AUTOSCALE_TOKENS_PER_CHUNK", "tokens_per_chunk"),
+        description="tokens (prompt + reply) one chunk's provider calls use, for the HUMANIZER_RATE_LIMIT_TPM "
+        "cap until the running jobs' token counts measure it; 0: 2 x HUMANIZER_CHUNK_MAX_TOKENS + 200, what "
+        "the workers' limiter reserves for a full-size chunk",
+    )
+    pod_deletion_cost: bool = Field(
+        True, validation_alias=_env("HUMANIZER_AUTOSCALE_POD_DELETION_COST", "pod_deletion_cost"),
+        description="before a scale-down, set controller.kubernetes.io/pod-deletion-cost on each worker pod "
+        "from the chunks it runs, so idle pods go first (needs list and patch on pods)",
+    )
+    inspect_timeout_seconds: float = Field(
+        1.0, gt=0, le=30,
+        validation_alias=_env("HUMANIZER_AUTOSCALE_INSPECT_TIMEOUT_SECONDS", "inspect_timeout_seconds"),
+        description="how long a scale-down waits for the workers' answers to Celery's 'inspect active'",
     )
 
     # --- HumanizeJob handling ---------------------------------------------------------------
