@@ -562,6 +562,8 @@ def test_operator_rbac_namespaced(render: Render) -> None:
     scale = [r for r in workers if "deployments/scale" in r["resources"]]
     assert scale[0]["resourceNames"] == [f"{FULL}-worker"] and set(scale[0]["verbs"]) == {"patch"}
     assert grants(workers, "apps", "deployments") == {"get"}
+    # pod-deletion-cost on the worker pods before a scale-down (idle pods go first), namespaced
+    assert grants(workers, "", "pods") == {"list", "patch"}
     assert grants(jobs, "humanizer.dev", "humanizejobs/finalizers") == {"update"}
     assert grants(jobs, "", "configmaps") == {"get", "create", "update"}
     cluster = rules[f"ClusterRole/{FULL}-operator-cluster"]
@@ -574,11 +576,12 @@ def test_operator_rbac_namespaced(render: Render) -> None:
     assert [b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")] == [f"{FULL}-operator-cluster"]
     for b in by_kind(objects, "RoleBinding") + by_kind(objects, "ClusterRoleBinding"):
         assert b["subjects"] == [{"kind": "ServiceAccount", "name": f"{FULL}-operator", "namespace": NAMESPACE}]
-    # Nothing anywhere grants wildcards, secrets or pods.
+    # Nothing anywhere grants wildcards or secrets; pods only the worker Role (list + patch).
     for name, rs in rules.items():
         for r in rs:
             assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"], name
-            assert not {"secrets", "pods"} & set(r["resources"]), name
+            assert "secrets" not in r["resources"], name
+            assert "pods" not in r["resources"] or name == f"Role/{FULL}-operator-workers", name
 
 
 def test_operator_rbac_cluster_wide(render: Render) -> None:
