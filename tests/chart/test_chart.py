@@ -829,3 +829,16 @@ def test_notes(helm: Helm, tmp_path: Path) -> None:
     assert f"port-forward svc/{FULL}-api" in notes
     assert f"get secret {FULL}-api-tokens" in notes
     assert "Provider: offline" in notes
+
+
+def test_alert_for_durations_are_values(render: Render) -> None:
+    """monitoring.prometheusRule.alertFor overrides one alert's `for`; the others keep files/alerts.yaml's."""
+    def fors(values: dict) -> dict[str, str]:
+        (rule,) = by_kind(render(values), "PrometheusRule")
+        return {r["alert"]: r.get("for", "") for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+
+    default = fors({"monitoring": {"prometheusRule": {"enabled": True}}})
+    tuned = fors({"monitoring": {"prometheusRule": {"enabled": True, "alertFor": {"HumanizerNoWorkers": "20s"}}}})
+    assert default["HumanizerNoWorkers"] == "5m" and tuned["HumanizerNoWorkers"] == "20s"
+    assert {k: v for k, v in tuned.items() if k != "HumanizerNoWorkers"} == {
+        k: v for k, v in default.items() if k != "HumanizerNoWorkers"}
