@@ -842,3 +842,13 @@ def test_alert_for_durations_are_values(render: Render) -> None:
     assert default["HumanizerNoWorkers"] == "5m" and tuned["HumanizerNoWorkers"] == "20s"
     assert {k: v for k, v in tuned.items() if k != "HumanizerNoWorkers"} == {
         k: v for k, v in default.items() if k != "HumanizerNoWorkers"}
+
+
+def test_values_added_later_survive_upgrade_with_reuse_values(render: Render) -> None:
+    """`helm upgrade --reuse-values` from an older release lacks values added since (found on the node
+    tier: the headroom rendered as "<nil>" and every pod crashed at start-up). An absent value leaves the
+    setting to its default; no "<nil>" anywhere."""
+    objects = render({"config": {"rateLimit": {"headroom": None}}})
+    (cm,) = [o for o in by_kind(objects, "ConfigMap") if "HUMANIZER_RATE_LIMIT_RPM" in (o.get("data") or {})]
+    assert "HUMANIZER_RATE_LIMIT_HEADROOM" not in cm["data"]
+    assert "<nil>" not in json.dumps(objects)
