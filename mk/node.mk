@@ -4,7 +4,8 @@
 #
 #   make image          build the project's image with podman (docker where an engine runs), cached by
 #                       content; IMAGE_REGISTRY / IMAGE_TAG name it (default humanizer:<version>)
-#   make node-tools     Debian packages, kubelet/kube-proxy/crictl/CoreDNS, and the tier's images
+#   make node-tools     Debian packages, kubelet/kube-proxy/crictl/CoreDNS, Prometheus and the Prometheus
+#                       Operator, and the tier's images
 #   make node-up        start a detached cluster with a real node; prints export KUBECONFIG=...
 #   make node-status    pids and memory of what node-up started
 #   make node-down      stop everything node-up started and restore the host
@@ -31,8 +32,8 @@ node-packages:
 		{ echo "node tier: could not install the Debian packages: $(NODE_DEB)" >&2; exit 1; }
 
 node-tools: node-packages cluster-tools ## packages, kubelet/kube-proxy/crictl/CoreDNS, and the tier's images
-	HUMANIZER_CACHE="$(HUMANIZER_CACHE)" tools/k8s/build.sh node
-	tools/image/build.sh app redis pause coredns
+	HUMANIZER_CACHE="$(HUMANIZER_CACHE)" tools/k8s/build.sh node monitoring
+	tools/image/build.sh app redis pause coredns prometheus prometheus-config-reloader redis-exporter
 
 node-up: node-tools $(VENV_STAMP) ## start a cluster with one real node; prints export KUBECONFIG=...
 	HUMANIZER_CACHE="$(HUMANIZER_CACHE)" $(NODE_PY) up --dir "$(NODE_DIR)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the project's images with podman (docker where an engine runs), cached by content.
 #
-#   tools/image/build.sh [app] [redis] [pause] [coredns]      (default: app redis pause)
+#   tools/image/build.sh [IMAGE ...]      (default: app redis pause)
 #
 #   app    the Dockerfile at the repository root -> ${IMAGE_REGISTRY:+$IMAGE_REGISTRY/}humanizer:$IMAGE_TAG
 #          (IMAGE_TAG defaults to the project version). The fake OpenAI-compatible server is the same
@@ -10,6 +10,10 @@
 #          official image as its default; the node tier overrides it) -> humanizer-redis:<debian-version>
 #   pause  the pod sandbox image: Kubernetes' pause.c compiled static, FROM scratch -> humanizer-pause:<k8s>
 #   coredns  the node tier's cluster DNS: the CoreDNS binary of tools/k8s/build.sh node, FROM scratch
+#   prometheus, prometheus-config-reloader  the node tier's monitoring: binaries of tools/k8s/build.sh
+#          monitoring, FROM scratch, at the paths the Prometheus Operator expects (/bin/...)
+#   redis-exporter  the app image running humanizer.monitoring.redis_exporter (where the official
+#          redis_exporter image cannot be had; same env vars and metric names)
 #
 # Where the Dockerfile's base image (PYTHON_IMAGE) cannot be pulled -- no registry reachable, as on the
 # test machines -- a base is built locally from Debian packages (debootstrap: python3.11, venv, pip,
@@ -124,6 +128,45 @@ build_coredns() {
     echo "IMAGE=$ref"
 }
 
+# scratch_image NAME BIN REF [USER]: a FROM-scratch image holding BIN at /bin/NAME as its entrypoint.
+scratch_image() {
+    local name="$1" bin="$2" ref="$3" user="${4:-65534:65534}"
+    [ -x "$bin" ] || die "$name: $bin missing (tools/k8s/build.sh)"
+    local key; key="$(sha256sum "$bin" | cut -c1-16)"
+    if [ "$(content_of "$ref")" = "$key" ]; then log "$name: $ref up to date"; echo "IMAGE=$ref"; return; fi
+    local dir; dir="$(mktemp -d)"
+    mkdir -p "$dir/bin" "$dir/tmp"
+    cp "$bin" "$dir/bin/$name"
+    tar -C "$dir" -cf "$dir/rootfs.tar" bin tmp
+    "$ENGINE" import --change "ENTRYPOINT [\"/bin/$name\"]" --change "USER $user" \
+        --change "LABEL dev.humanizer.content=$key" "$dir/rootfs.tar" "$ref" >/dev/null
+    rm -rf "$dir"
+    log "$name: $ref"
+    echo "IMAGE=$ref"
+}
+
+MONITORING_BIN="$HUMANIZER_CACHE/monitoring/$PROMETHEUS_VERSION-operator$PROMETHEUS_OPERATOR_VERSION/bin"
+build_prometheus() {
+    scratch_image prometheus "$MONITORING_BIN/prometheus" "localhost/humanizer-prometheus:$PROMETHEUS_VERSION"
+}
+build_prometheus-config-reloader() {
+    scratch_image prometheus-config-reloader "$MONITORING_BIN/prometheus-config-reloader" \
+        "localhost/humanizer-prometheus-config-reloader:$PROMETHEUS_OPERATOR_VERSION"
+}
+
+build_redis-exporter() {
+    local app="$APP_IMAGE" key ref="localhost/humanizer-redis-exporter:$IMAGE_TAG"
+    key="$(content_of "$app")"
+    [ -n "$key" ] || die "redis-exporter: build the app image first"
+    if [ "$(content_of "$ref")" = "$key" ]; then log "redis-exporter: $ref up to date"; echo "IMAGE=$ref"; return; fi
+    local dir; dir="$(mktemp -d)"
+    printf 'FROM %s\nENTRYPOINT ["python", "-m", "humanizer.monitoring.redis_exporter"]\nCMD []\n' "$app" \
+        >"$dir/Containerfile"
+    "$ENGINE" build --label "dev.humanizer.content=$key" -t "$ref" -f "$dir/Containerfile" "$dir" >&2
+    rm -rf "$dir"
+    echo "IMAGE=$ref"
+}
+
 # pause.c from the Kubernetes source the cluster tier already downloads (the Go module cache).
 pause_source() {
     local dir
@@ -139,7 +182,7 @@ engine_setup
 mkdir -p "$HUMANIZER_CACHE/image"
 for t in "${targets[@]}"; do
     case "$t" in
-        app|redis|pause|coredns) "build_$t" ;;
-        *) die "unknown image: $t (app, redis, pause, coredns)" ;;
+        app|redis|pause|coredns|prometheus|prometheus-config-reloader|redis-exporter) "build_$t" ;;
+        *) die "unknown image: $t (app, redis, pause, coredns, prometheus, prometheus-config-reloader, redis-exporter)" ;;
     esac
 done

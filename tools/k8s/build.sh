@@ -5,10 +5,12 @@
 #   ${HUMANIZER_CACHE:-$HOME/.cache/humanizer}/helm/<helm-version>/bin/helm
 #   ${HUMANIZER_CACHE:-$HOME/.cache/humanizer}/node/<k8s-version>/bin/{kubelet,kube-proxy,crictl,coredns}
 #     (the node tier's real node; group `node`, not built by default)
+#   ${HUMANIZER_CACHE:-$HOME/.cache/humanizer}/monitoring/<prometheus>-<operator>/bin/{prometheus,operator,prometheus-config-reloader}
+#     (the node tier's Prometheus and Prometheus Operator; group `monitoring`, not built by default)
 # Does nothing for a group whose binaries already report the pinned version. Static (CGO_ENABLED=0),
 # GOTOOLCHAIN=local, version-stamped via ldflags. The Go build and module caches are the defaults.
 #
-# Usage: tools/k8s/build.sh [--print-env] [k8s|kwok|helm|node ...]   (default: k8s kwok helm)
+# Usage: tools/k8s/build.sh [--print-env] [k8s|kwok|helm|node|monitoring ...]   (default: k8s kwok helm)
 #   --print-env  only print the cache paths as shell assignments (for make / scripts)
 set -euo pipefail
 
@@ -20,6 +22,7 @@ CACHE="${HUMANIZER_CACHE:-$HOME/.cache/humanizer}"
 K8S_BIN="$CACHE/k8s/$KUBERNETES_VERSION/bin"
 KWOK_BIN="$CACHE/kwok/$KWOK_VERSION/bin"
 HELM_BIN="$CACHE/helm/$HELM_VERSION/bin"
+MONITORING_BIN="$CACHE/monitoring/$PROMETHEUS_VERSION-operator$PROMETHEUS_OPERATOR_VERSION/bin"
 NODE_BIN="$CACHE/node/$KUBERNETES_VERSION-crictl$CRICTL_VERSION-coredns$COREDNS_VERSION/bin"
 
 print_env() {
@@ -27,6 +30,7 @@ print_env() {
     echo "KWOK_BIN=$KWOK_BIN"
     echo "HELM_BIN=$HELM_BIN"
     echo "NODE_BIN=$NODE_BIN"
+    echo "MONITORING_BIN=$MONITORING_BIN"
     echo "KUBERNETES_VERSION=$KUBERNETES_VERSION"
 }
 
@@ -34,7 +38,7 @@ groups=()
 for arg in "$@"; do
     case "$arg" in
         --print-env) print_env; exit 0 ;;
-        k8s|kwok|helm|node) groups+=("$arg") ;;
+        k8s|kwok|helm|node|monitoring) groups+=("$arg") ;;
         -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "build.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
@@ -171,6 +175,32 @@ build_node() {
     rmdir "$tmp"
     node_ok || { log "node: built binaries do not report their pinned versions"; exit 1; }
     log "node: built in $((SECONDS - start))s -> $NODE_BIN"
+}
+
+monitoring_ok() {
+    [ -x "$MONITORING_BIN/prometheus" ] && [ -x "$MONITORING_BIN/operator" ] &&
+        [ -x "$MONITORING_BIN/prometheus-config-reloader" ] &&
+        [ "$(cat "$MONITORING_BIN/.versions" 2>/dev/null)" = "$PROMETHEUS_VERSION $PROMETHEUS_OPERATOR_VERSION" ]
+}
+
+# Prometheus by go install (like promtool); the Prometheus Operator and its config reloader from the
+# tools/monitoring module (the operator's go.mod replaces its API submodules, so no go install).
+build_monitoring() {
+    if monitoring_ok; then log "monitoring: up to date in $MONITORING_BIN"; return; fi
+    grep -qE "^\s*github.com/prometheus-operator/prometheus-operator $PROMETHEUS_OPERATOR_VERSION( |\$)" \
+        "$HERE/../monitoring/go.mod" || { log "tools/monitoring/go.mod does not pin $PROMETHEUS_OPERATOR_VERSION"; exit 1; }
+    local tmp; tmp="$(mktemp -d "$CACHE/.monitoring-build.XXXXXX")"
+    local start=$SECONDS
+    log "monitoring: prometheus $PROMETHEUS_VERSION, prometheus-operator $PROMETHEUS_OPERATOR_VERSION (cold: ~5 min)"
+    GOBIN="$tmp/bin" GOFLAGS="-trimpath" go install -ldflags "-s -w" \
+        "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION"
+    (cd "$HERE/../monitoring" && go build -ldflags "-s -w" -o "$tmp/bin/" \
+        github.com/prometheus-operator/prometheus-operator/cmd/operator \
+        github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader)
+    echo "$PROMETHEUS_VERSION $PROMETHEUS_OPERATOR_VERSION" >"$tmp/bin/.versions"
+    install_dir "$tmp/bin" "$MONITORING_BIN"
+    rmdir "$tmp"
+    log "monitoring: built in $((SECONDS - start))s -> $MONITORING_BIN"
 }
 
 mkdir -p "$CACHE"

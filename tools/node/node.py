@@ -542,10 +542,8 @@ def teardown_node(
         terminate_pids({"kubelet": pids["kubelet"]}, grace=10)
     if socket.exists() and "containerd" in pids and pid_alive(*pids["containerd"]):
         crictl = [binaries.path("crictl"), f"--runtime-endpoint=unix://{socket}", "--timeout=30s"]
-        pods = subprocess.run([*crictl, "pods", "-q"], capture_output=True, text=True, timeout=60).stdout.split()
-        for pod in pods:
-            subprocess.run([*crictl, "stopp", pod], capture_output=True, timeout=90)
-            subprocess.run([*crictl, "rmp", "-f", pod], capture_output=True, timeout=90)
+        # Forced: the kubelet is gone, nothing waits for a grace period (a worker's is 330 s).
+        subprocess.run([*crictl, "rmp", "--force", "--all"], capture_output=True, timeout=120)
     # Shims of this containerd (they outlive it by design) and their containers.
     for proc_dir in Path("/proc").iterdir():
         if not proc_dir.name.isdigit():
@@ -671,9 +669,12 @@ def local_pv(i: int, pv_root: Path) -> dict[str, Any]:
 # Detached mode (make node-up / node-down)
 
 
+NODE_IMAGES = ("app", "redis", "pause", "coredns", "prometheus", "prometheus-config-reloader", "redis-exporter")
+
+
 def default_images() -> list[str]:
     """The images of ``make image`` (tools/image/build.sh prints IMAGE= lines)."""
-    out = subprocess.run([str(REPO / "tools" / "image" / "build.sh"), "app", "redis", "pause", "coredns"],
+    out = subprocess.run([str(REPO / "tools" / "image" / "build.sh"), *NODE_IMAGES],
                          capture_output=True, text=True, env=podman_env())  # fmt: skip
     if out.returncode != 0:
         raise ControlPlaneError(f"make image failed:\n{out.stderr[-2000:]}")
