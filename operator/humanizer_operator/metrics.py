@@ -8,8 +8,11 @@ prefix, ``_total`` on counters, a low-cardinality ``reason`` label).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics_core import Metric
 
 from humanizer_operator.autoscaler import REASONS
 
@@ -39,7 +42,19 @@ for _reason in REASONS:
     DECISIONS.labels(_reason)
 
 
+class _Both:
+    """The operator's registry and humanizer.metrics' (jobs the operator submits, counted by the shared
+    submission path), served together: found on the node tier, a dashboard fed by the operator's port
+    saw none of the HumanizeJobs' submissions."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+        yield from prometheus_client.REGISTRY.collect()
+
+
 def start_metrics_server(port: int, addr: str = "0.0.0.0") -> None:
-    """Serve /metrics (this registry) on ``port``; 0 disables."""
+    """Serve /metrics (this registry and humanizer.metrics') on ``port``; 0 disables."""
     if port:
-        prometheus_client.start_http_server(port, addr=addr, registry=REGISTRY)
+        served = CollectorRegistry(auto_describe=False)
+        served.register(_Both())
+        prometheus_client.start_http_server(port, addr=addr, registry=served)
