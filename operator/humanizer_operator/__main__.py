@@ -25,8 +25,24 @@ def build_args(argv: list[str]) -> list[str]:
     return args
 
 
+def startup_checks() -> None:
+    """Settings that validate and a Redis that answers, or one line on stderr and exit 2 (no traceback)."""
+    from humanizer.startup import StartupError, exit_with, load, load_settings, wait_for_redis
+    from humanizer_operator.settings import OperatorSettings, get_operator_settings
+
+    try:
+        settings = load_settings()
+        load(get_operator_settings, OperatorSettings)
+        wait_for_redis(settings)
+    except StartupError as exc:
+        exit_with(str(exc))
+
+
 def main(argv: list[str] | None = None) -> None:
-    kopf_main(args=build_args(list(sys.argv[1:] if argv is None else argv)), prog_name="humanizer-operator")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a in ("-h", "--help") for a in argv):
+        startup_checks()
+    kopf_main(args=build_args(argv), prog_name="humanizer-operator")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from humanizer.config import get_settings
+from humanizer.config import Settings, get_settings
 from humanizer.jobs.models import JobView
 from humanizer.jobs.store import JobNotFound
-from humanizer.jobs.submit import SubmissionError
 from humanizer.logging import configure_logging
 from humanizer.redis_client import RedisUnavailable
 
@@ -162,7 +161,7 @@ def run(
 
 def _submit_and_follow(req: object, quiet: bool) -> JobView:
     from humanizer.jobs.models import JobRequest
-    from humanizer.jobs.submit import submit_job
+    from humanizer.jobs.submit import SubmissionError, submit_job
 
     assert isinstance(req, JobRequest)
     started = time.monotonic()
@@ -204,6 +203,18 @@ def demo(
     raise typer.Exit(run_demo(workers=workers, concurrency=concurrency, style=style, out_path=out_path))
 
 
+def _startup_checks() -> Settings:
+    """Settings that validate and a Redis that answers with them, or a one-line error (exit 2)."""
+    from humanizer.startup import StartupError, load_settings, wait_for_redis
+
+    try:
+        settings = load_settings()
+        wait_for_redis(settings)
+    except StartupError as exc:
+        raise fail(str(exc), 2) from None
+    return settings
+
+
 @app.command()
 def worker(
     concurrency: Annotated[
@@ -217,7 +228,7 @@ def worker(
     loglevel: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Run a Celery worker that rewrites chunks (and merges/verifies jobs)."""
-    settings = get_settings()
+    settings = _startup_checks()
     configure_logging(loglevel or settings.log_level, settings.log_format)
     from humanizer.worker import heartbeat
     from humanizer.worker.celery_app import configure_app
@@ -337,11 +348,21 @@ def api(
     port: Annotated[int | None, typer.Option(help="port (HUMANIZER_API_PORT)")] = None,
 ) -> None:
     """Serve the HTTP API (FastAPI on uvicorn): jobs, events, dead letters, health, metrics."""
-    settings = get_settings()
+    from humanizer.api.settings import ApiConfigError, ApiSettings, get_api_settings
+    from humanizer.startup import StartupError, load
+
+    try:
+        load(get_api_settings, ApiSettings).check()
+    except (StartupError, ApiConfigError) as exc:
+        raise fail(str(exc), 2) from None
+    settings = _startup_checks()
     configure_logging(settings.log_level, settings.log_format)
     from humanizer.api.server import serve
 
-    serve(host, port)
+    try:
+        serve(host, port)
+    except ApiConfigError as exc:
+        raise fail(str(exc), 2) from None
 
 
 @app.command()
@@ -468,10 +489,16 @@ def dlq_replay(dead_letter_id: str) -> None:
 
 
 def main() -> None:
+    from pydantic import ValidationError
+
+    from humanizer.startup import describe_validation_error, exit_with
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except ValidationError as exc:  # settings read by any command: one line, not a traceback
+        exit_with(describe_validation_error(exc, Settings if exc.title == "Settings" else None))
 
 
 if __name__ == "__main__":
