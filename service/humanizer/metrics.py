@@ -358,6 +358,10 @@ def _initialise_label_sets() -> None:
         JOB_DURATION.labels(state)  # a first job's duration shows in rate() (found on the node tier)
     for source in ("api", "cli", "python", "operator"):
         JOBS_SUBMITTED.labels(source)
+    # The codes the alerts and panels single out: a one-off burst of 401s (the job stops at once) must
+    # show as an increase, or HumanizerProviderAuthFailure never fires (found on the node tier).
+    for code in ("200", "401", "403", "429", "500"):
+        PROVIDER_REQUESTS.labels("openai", code)
 
 
 _initialise_label_sets()

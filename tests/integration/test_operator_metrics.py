@@ -31,3 +31,12 @@ def scrape(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\w+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
+
+
+def test_auth_failures_are_exported_at_zero_before_the_first_one() -> None:
+    """HumanizerProviderAuthFailure is `increase(...{status_code=~"401|403"}[5m]) > 0`: a series that
+    appears already at its final value (a job stopped by its first 401s) shows no increase."""
+    port = free_port()
+    start_metrics_server(port, addr="127.0.0.1")
+    metrics = scrape(port)
+    assert 'humanizer_provider_requests_total{provider="openai",status_code="401"}' in metrics
