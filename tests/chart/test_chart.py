@@ -798,6 +798,8 @@ BAD_VALUES = [
     ({"workers": {"replicas": 3}}, "workers"),  # a typo of a top-level key
     ({"config": {"celery": {"visibilityTimeout": 100}}}, "visibilityTimeout"),
     ({"config": {"celery": {"taskSoftTimeLimit": 400}}}, "taskSoftTimeLimit"),
+    ({"worker": {"queues": ["control", "priority"]}}, "worker.queues"),  # a worker on it would stay idle
+    ({"config": {"keyPrefix": "blue team"}}, "keyPrefix"),
 ]
 
 
@@ -807,6 +809,27 @@ def test_bad_values_are_rejected(helm: Helm, values: dict[str, Any], mentions: s
     res = helm.template(values, check=False)
     assert res.returncode != 0, f"accepted {values}"
     assert re.search(re.escape(mentions.split(".")[-1]), res.stderr), res.stderr
+
+
+@pytest.mark.parametrize(("prefix", "queues", "expected"), [
+    ("hz", ["control", "humanize"], "control,humanize"),  # the default: the names every install has
+    ("blue", ["control", "humanize"], "blue.control,blue.humanize"),
+    ("blue", ["humanize"], "blue.humanize"),
+])
+def test_queues_follow_the_key_prefix(render: Render, prefix: str, queues: list[str], expected: str) -> None:
+    """Two releases on one Redis database: each one's workers and autoscaler use its own queues."""
+    objects = render({"config": {"keyPrefix": prefix}, "worker": {"queues": queues}})
+    worker = one(objects, "Deployment", f"{FULL}-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert worker["args"] == [f"--queues={expected}"]
+    operator = one(objects, "Deployment", f"{FULL}-operator")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(operator)["HUMANIZER_AUTOSCALE_QUEUES"]["value"] == expected
+    config = one(objects, "ConfigMap", f"{FULL}-config")["data"]
+    assert config["HUMANIZER_KEY_PREFIX"] == prefix
+    # the chart's names are the ones the code derives from the same prefix (workers, submit path, autoscaler)
+    settings = Settings(key_prefix=config["HUMANIZER_KEY_PREFIX"])
+    assert ",".join(settings.resolve_queues(queues)) == expected
+    assert settings.resolve_queues(expected) == expected.split(",")
+    assert settings.broker_key_prefix == ("" if prefix == "hz" else f"{prefix}:")
 
 
 def test_scale_to_zero_allows_zero_min(render: Render) -> None:
@@ -852,3 +875,12 @@ def test_values_added_later_survive_upgrade_with_reuse_values(render: Render) ->
     (cm,) = [o for o in by_kind(objects, "ConfigMap") if "HUMANIZER_RATE_LIMIT_RPM" in (o.get("data") or {})]
     assert "HUMANIZER_RATE_LIMIT_HEADROOM" not in cm["data"]
     assert "<nil>" not in json.dumps(objects)
+
+
+def test_hung_worker_is_killed_without_the_warm_shutdown_grace(render: Render) -> None:
+    """Found on the node tier: a worker restarted by its liveness probe waited the pod's 330 s grace
+    (a hung process does not act on SIGTERM); the probe's own grace is short."""
+    (dep,) = [d for d in by_kind(render({}), "Deployment") if d["metadata"]["name"].endswith("-worker")]
+    spec = dep["spec"]["template"]["spec"]
+    probe = spec["containers"][0]["livenessProbe"]
+    assert probe["terminationGracePeriodSeconds"] <= 60 < spec["terminationGracePeriodSeconds"]

@@ -27,10 +27,11 @@ APP_IMAGE_REPOSITORY = "humanizer"
 FAKE_LLM_PORT = 8089
 FAKE_LLM_URL = f"http://fake-llm:{FAKE_LLM_PORT}/v1"
 
-# The provider: the in-cluster fake server, with the key from the Secret the README creates.
+# The provider: the in-cluster fake server, with the key from the Secret the README creates; a model
+# with a list price, so that the cost metrics and panels have data.
 PROVIDER_VALUES = [
     "--set", "provider.name=openai", "--set", "provider.openai.existingSecret=openai",
-    "--set", f"provider.openai.baseUrl={FAKE_LLM_URL}", "--set", "provider.openai.model=fake-model",
+    "--set", f"provider.openai.baseUrl={FAKE_LLM_URL}", "--set", "provider.openai.model=gpt-4o-mini",
 ]  # fmt: skip
 # The only image values that differ from the README's install on the node tier: Redis comes from the
 # locally built Debian image (no registry here) and its exporter sidecar is off (no exporter image).

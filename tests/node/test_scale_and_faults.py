@@ -57,13 +57,14 @@ def loaded(release: Release) -> Iterator[Release]:
 class Job:
     """A HumanizeJob of ``n`` one-paragraph chunks, each carrying a unique marker."""
 
-    def __init__(self, rel: Release, n: int, tag: str | None = None) -> None:
+    def __init__(self, rel: Release, n: int, tag: str | None = None, extra_paragraph: str | None = None) -> None:
         self.rel, self.n = rel, n
         self.tag = tag or f"N{uuid.uuid4().hex[:4].upper()}"
         self.name = f"load-{self.tag.lower()}"
+        text = document(n, self.tag) + (f"\n{extra_paragraph}\n" if extra_paragraph else "")
         body = {
             "apiVersion": "humanizer.dev/v1alpha1", "kind": "HumanizeJob", "metadata": {"name": self.name},
-            "spec": {"input": {"text": document(n, self.tag)}, "chunking": {"maxTokens": 40},
+            "spec": {"input": {"text": text}, "chunking": {"maxTokens": 40},
                      "verification": {"enabled": False}},
         }  # fmt: skip
         rel.kubectl("create", "-n", rel.namespace, "-f", "-", input=yaml.safe_dump(body))
@@ -192,7 +193,9 @@ FAULTS: dict[str, Callable[[Release], None]] = {
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_fault_mid_job_every_chunk_exactly_once(loaded: Release, fault: str) -> None:
     rel = loaded
-    job = Job(rel, 400)
+    # Large enough to still run when the fault lands even with 4 workers (256 calls at once, ~6 s):
+    # a fault after the last chunk tests nothing, and assert_still_running says so.
+    job = Job(rel, 1000)
     try:
         job.wait_running(at_least=16)
         t0 = time.monotonic()
@@ -213,7 +216,7 @@ def test_scale_down_stops_busy_workers_without_losing_chunks(loaded: Release) ->
     try:
         rel.k("scale", "deployment", deployment, "--replicas=3")
         wait_until(lambda: len(rel.ready_pods("worker")) >= 3, 120, "3 worker pods Ready", interval=0.5)
-        job = Job(rel, 400)
+        job = Job(rel, 1000)
         try:
             job.wait_running(at_least=32)
             busy = [n for n in worker_pods(rel) if chunks_processed(rel, n) > 0]
