@@ -32,7 +32,11 @@ def startup_checks() -> None:
 
     try:
         settings = load_settings()
-        load(get_operator_settings, OperatorSettings)
+        op = load(get_operator_settings, OperatorSettings)
+        try:
+            settings.resolve_queues(op.queues)
+        except ValueError as exc:
+            raise StartupError(f"HUMANIZER_AUTOSCALE_QUEUES: {exc}") from None
         wait_for_redis(settings)
     except StartupError as exc:
         exit_with(str(exc))

@@ -222,13 +222,19 @@ def worker(
     ] = None,
     pool: Annotated[str | None, typer.Option(help="threads, prefork or solo (CELERY_WORKER_POOL)")] = None,
     queues: Annotated[
-        str, typer.Option(help="comma-separated queues, served in this order (control first: merges never wait)")
+        str, typer.Option(help="comma-separated queues, served in this order (control first: merges never wait); "
+                          "control and humanize stand for <prefix>.control and <prefix>.humanize with a "
+                          "HUMANIZER_KEY_PREFIX other than hz")
     ] = "control,humanize",
     hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
     loglevel: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Run a Celery worker that rewrites chunks (and merges/verifies jobs)."""
     settings = _startup_checks()
+    try:
+        served = ",".join(settings.resolve_queues(queues))  # logical names map to this key prefix's queues
+    except ValueError as exc:
+        raise fail(f"--queues: {exc}", 2) from None
     configure_logging(loglevel or settings.log_level, settings.log_format)
     from humanizer.worker import heartbeat
     from humanizer.worker.celery_app import configure_app
@@ -239,7 +245,7 @@ def worker(
         "worker",
         f"--concurrency={concurrency or settings.celery_worker_concurrency}",
         f"--pool={pool or settings.celery_worker_pool}",
-        f"--queues={queues}",
+        f"--queues={served}",
         f"--loglevel={(loglevel or settings.log_level).upper()}",
         "--without-gossip",
         "--without-mingle",

@@ -13,6 +13,19 @@ from urllib.parse import quote
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_KEY_PREFIX = "hz"
+QUEUE_NAMES = ("humanize", "control")  # the logical queues: chunk batches; merge and verify
+
+
+def queue_name_for(key_prefix: str, logical: str) -> str:
+    """``humanize``/``control`` with the default key prefix (as always), else ``<prefix>.humanize``..."""
+    return logical if key_prefix == DEFAULT_KEY_PREFIX else f"{key_prefix}.{logical}"
+
+
+def broker_key_prefix_for(key_prefix: str) -> str:
+    """kombu's ``global_keyprefix``: none with the default key prefix, else ``<prefix>:``."""
+    return "" if key_prefix == DEFAULT_KEY_PREFIX else f"{key_prefix}:"
+
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
@@ -146,7 +159,13 @@ class Settings(BaseSettings):
     result_ttl_seconds: int = Field(
         7 * 24 * 3600, ge=60, validation_alias=_env("HUMANIZER_RESULT_TTL_SECONDS", "result_ttl_seconds")
     )
-    key_prefix: str = Field("hz", validation_alias=_env("HUMANIZER_KEY_PREFIX", "key_prefix"))
+    key_prefix: str = Field(
+        DEFAULT_KEY_PREFIX, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        validation_alias=_env("HUMANIZER_KEY_PREFIX", "key_prefix"),
+        description="prefix of every Redis key (job store, limiter) and, other than the default 'hz', of the "
+        "Celery queues ('<prefix>.humanize', '<prefix>.control') and of kombu's keys ('<prefix>:'): "
+        "releases sharing one Redis database need different prefixes",
+    )
 
     # --- logs -----------------------------------------------------------------------------
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL", "log_level"))
@@ -167,6 +186,47 @@ class Settings(BaseSettings):
         """Provider calls one worker process has in flight at most."""
         held = self.celery_worker_concurrency * self.batch_size
         return min(self.worker_calls, held) if self.worker_calls > 0 else held
+
+    def queue_name(self, logical: str) -> str:
+        """The Celery queue of a logical queue (``humanize`` or ``control``) for this key prefix."""
+        return queue_name_for(self.key_prefix, logical)
+
+    @property
+    def chunk_queue(self) -> str:
+        return self.queue_name("humanize")
+
+    @property
+    def control_queue(self) -> str:
+        return self.queue_name("control")
+
+    @property
+    def broker_key_prefix(self) -> str:
+        """kombu's ``global_keyprefix`` (every broker key: queues, unacked, bindings, pidbox channels)."""
+        return broker_key_prefix_for(self.key_prefix)
+
+    def resolve_queues(self, names: object) -> list[str]:
+        """Queue names as given (``control,humanize``, a list, logical or full names) -> this prefix's names.
+
+        Raises ValueError for a name that is neither, which would leave a worker idle."""
+        items = names.split(",") if isinstance(names, str) else list(names)  # type: ignore[call-overload]
+        known = {self.queue_name(q): self.queue_name(q) for q in QUEUE_NAMES} | {
+            q: self.queue_name(q) for q in QUEUE_NAMES
+        }
+        out: list[str] = []
+        for raw in items:
+            name = str(raw).strip()
+            if not name:
+                continue
+            if name not in known:
+                raise ValueError(
+                    f"unknown queue {name!r}: the queues of key prefix {self.key_prefix!r} are "
+                    + ", ".join(self.queue_name(q) for q in QUEUE_NAMES)
+                )
+            if known[name] not in out:
+                out.append(known[name])
+        if not out:
+            raise ValueError("no queue given")
+        return out
 
     @property
     def redis_dsn(self) -> str:

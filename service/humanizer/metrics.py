@@ -281,12 +281,14 @@ def queue_wait_seconds(request: Any, now: float | None = None) -> float | None:
 
 # ---- gauges read from Redis (API /metrics, autoscaler) ------------------------------------------
 def refresh_queue_gauges(client: Any, queues: Iterable[str] = ("humanize", "control"), prefix: str = "hz") -> None:
-    """Set the queue-depth, unacked and dead-letter gauges from Redis."""
-    from humanizer.monitoring.queues import queue_depths, unacked_count
+    """Set the queue-depth, unacked and dead-letter gauges from Redis (queues by logical name: the label)."""
+    from humanizer.config import broker_key_prefix_for, queue_name_for
+    from humanizer.monitoring.queues import queue_depth, unacked_count
 
-    for queue, depth in queue_depths(client, queues).items():
-        QUEUE_DEPTH.labels(queue).set(depth)
-    QUEUE_UNACKED.set(unacked_count(client))
+    broker = broker_key_prefix_for(prefix)
+    for queue in queues:
+        QUEUE_DEPTH.labels(queue).set(queue_depth(client, queue_name_for(prefix, queue), key_prefix=broker))
+    QUEUE_UNACKED.set(unacked_count(client, key_prefix=broker))
     DEAD_LETTERS_PENDING.set(int(client.zcard(f"{prefix}:dlq:index")))
 
 

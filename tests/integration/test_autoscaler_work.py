@@ -28,6 +28,19 @@ def chunks(n: int, tag: str) -> list[str]:
     return [f"Paragraph {tag}-{i}: it is important to note that we leverage synergy." for i in range(n)]
 
 
+def depth(client: redis.Redis, logical: str) -> int:
+    """A queue's depth under this process's key prefix (queue name and kombu's global_keyprefix)."""
+    s = get_settings()
+    return queue_depth(client, s.queue_name(logical), key_prefix=s.broker_key_prefix)
+
+
+def held(client: redis.Redis) -> dict[str, int]:
+    """Held messages by logical queue (``humanize``/``control``), as kombu stores them under our prefix."""
+    s = get_settings()
+    logical = {s.queue_name(q): q for q in ("humanize", "control")}
+    return {logical.get(q, q): n for q, n in unacked_by_queue(client, key_prefix=s.broker_key_prefix).items()}
+
+
 def work_of(scaler: Autoscaler, client: redis.Redis) -> tuple[int, int]:
     """(queued, in flight) in chunks, as one autoscaler tick reads them."""
     work = scaler._work(client)
@@ -41,7 +54,7 @@ def test_small_jobs_count_as_their_chunks_not_as_whole_batches(make_stack: Any) 
     small = [submit_job(JobRequest(chunks=chunks(1, f"s{k}"), verify=False)).job_id for k in range(10)]
     submit_job(JobRequest(chunks=chunks(40, "big"), verify=False))  # batches of 16, 16 and 8
 
-    assert queue_depth(client, "humanize") == 13  # messages: 13 × 16 = 208 "chunks" counted as batches
+    assert depth(client, "humanize") == 13  # messages: 13 × 16 = 208 "chunks" counted as batches
     scaler = Autoscaler(OperatorSettings(), s)
     assert work_of(scaler, client) == (50, 0)  # queued, in flight: exactly the chunks waiting
 
@@ -61,7 +74,7 @@ def test_a_merge_waiting_alone_is_work(make_stack: Any) -> None:
     job = submit_job(JobRequest(text="```python\nprint('only code here')\n```\n", verify=False))
     assert job.model_chunks == 0
     assert JobStore(client, prefix=s.key_prefix).outstanding_chunks() == 0
-    assert queue_depth(client, "control") == 1
+    assert depth(client, "control") == 1
     assert work_of(Autoscaler(OperatorSettings(), s), client) == (1, 0)
 
 
@@ -72,7 +85,7 @@ def test_held_batches_count_by_queue(make_stack: Any, fake_llm: Any) -> None:
     s = get_settings()
     client = redis.Redis.from_url(s.redis_dsn, decode_responses=True)
     submit_job(JobRequest(chunks=chunks(6, "held"), verify=False))  # batches of 4 and 2, both held
-    assert poll_until(lambda: unacked_by_queue(client) == {"humanize": 2}, timeout=10), unacked_by_queue(client)
+    assert poll_until(lambda: held(client) == {"humanize": 2}, timeout=10), held(client)
     assert work_of(Autoscaler(OperatorSettings(), s), client) == (0, 6)  # 2 messages × 4, capped at 6
 
 
@@ -85,16 +98,17 @@ def test_a_killed_workers_batches_are_in_flight_until_the_visibility_timeout(mak
     s = get_settings()
     client = redis.Redis.from_url(s.redis_dsn, decode_responses=True)
     submit_job(JobRequest(chunks=chunks(6, "dead"), verify=False))
-    assert poll_until(lambda: unacked_by_queue(client) == {"humanize": 2}, timeout=10), unacked_by_queue(client)
+    assert poll_until(lambda: held(client) == {"humanize": 2}, timeout=10), held(client)
     stack.pool.alive()[0].kill()
-    assert unacked_by_queue(client) == {"humanize": 2}  # left behind, in kombu's real format
+    assert held(client) == {"humanize": 2}  # left behind, in kombu's real format
     scaler = Autoscaler(OperatorSettings(), s)
     assert work_of(scaler, client) == (0, 6)
 
     # the same entries, delivered longer ago than CELERY_VISIBILITY_TIMEOUT (the index holds the times)
-    tags = client.zrange(UNACKED_INDEX_KEY, 0, -1)
+    index = s.broker_key_prefix + UNACKED_INDEX_KEY
+    tags = client.zrange(index, 0, -1)
     assert len(tags) == 2
-    client.zadd(UNACKED_INDEX_KEY, {tag: time.time() - s.celery_visibility_timeout - 1 for tag in tags})
+    client.zadd(index, {tag: time.time() - s.celery_visibility_timeout - 1 for tag in tags})
     work = scaler._work(client)
     assert (work.queued, work.in_flight, work.expired) == (6, 0, 2)
 
@@ -141,5 +155,5 @@ def test_each_workers_running_chunks_from_inspect_active(make_stack: Any, fake_l
     host = socket.gethostname()
     assert scaler.pod_in_flight([host, "no-such-pod"]) == {host: 0, "no-such-pod": None}
     submit_job(JobRequest(chunks=chunks(6, "busy"), verify=False))  # batches of 4 and 2, both running
-    assert poll_until(lambda: unacked_by_queue(client) == {"humanize": 2}, timeout=10)
+    assert poll_until(lambda: held(client) == {"humanize": 2}, timeout=10)
     assert poll_until(lambda: scaler.pod_in_flight([host]) == {host: 6}, timeout=10), scaler.pod_in_flight([host])

@@ -72,11 +72,13 @@ def test_health_follows_worker_and_redis(redis_server: RedisServer, tmp_path: Pa
     no_worker = monitor.health_check()
     assert no_worker["services"]["celery"]["status"] == "degraded", no_worker["services"]["celery"]
     assert no_worker["overall_status"] == "degraded"
-    for name in priority_lists("humanize"):
+    # key prefix hzh: the queue is hzh.humanize and kombu's keys start with hzh: (global_keyprefix)
+    for name in priority_lists("hzh.humanize", key_prefix="hzh:"):
         monitor.redis.lpush(name, '{"fake": "message"}')
-    assert queue_depth(monitor.redis, "humanize") == 4
-    monitor.redis.hset("unacked", "tag-1", "{}")
-    assert unacked_count(monitor.redis) == 1
+    assert queue_depth(monitor.redis, "hzh.humanize", key_prefix="hzh:") == 4
+    assert queue_depth(monitor.redis, "humanize") == 0  # a default-prefix release's queue: not ours
+    monitor.redis.hset("hzh:unacked", "tag-1", "{}")
+    assert unacked_count(monitor.redis, key_prefix="hzh:") == 1
     stuck = monitor.health_check()
     assert stuck["services"]["celery"]["status"] == "unhealthy"
     assert "no worker" in stuck["services"]["celery"]["message"]

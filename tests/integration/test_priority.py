@@ -21,7 +21,7 @@ def test_high_priority_job_finishes_before_low_backlog(make_stack: Any, fake_llm
     svc = OrchestrationService()
     low = svc.submit_document(numbered_document(300, "LO"), chunk_max_tokens=40, priority="low")["job_id"]
     time.sleep(0.5)
-    backlog = queue_depth(svc.store.r, "humanize")
+    backlog = queue_depth(svc.store.r, svc.settings.chunk_queue, key_prefix=svc.settings.broker_key_prefix)
     t0 = time.monotonic()
     high = svc.submit_document(numbered_document(10, "HI"), chunk_max_tokens=40, priority="high")["job_id"]
     view_high = svc.wait(high, timeout=60)

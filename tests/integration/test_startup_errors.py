@@ -140,3 +140,14 @@ def test_a_redis_that_comes_up_late_is_waited_for(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(5)
         server.cleanup()
+
+
+def test_queues_that_no_release_has(plain_redis: RedisServer, tmp_path: Path) -> None:
+    """A worker on a queue nothing is sent to would sit idle, and the autoscaler would not see its work."""
+    worker = [*ENTRYPOINTS["worker"], "--queues=control,priority"]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "HUMANIZER_", "CELERY_"))}
+    proc = subprocess.run(worker, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**base, **plain_redis.env(), "HUMANIZER_KEY_PREFIX": "blue"})
+    assert_one_line(proc, "--queues: unknown queue 'priority'", "blue.humanize, blue.control")
+    env = {**plain_redis.env(), "HUMANIZER_KEY_PREFIX": "blue", "HUMANIZER_AUTOSCALE_QUEUES": "humanize,other"}
+    assert_one_line(start("operator", env, tmp_path), "HUMANIZER_AUTOSCALE_QUEUES: unknown queue 'other'")

@@ -70,3 +70,33 @@ def test_broker_sockets_have_timeouts() -> None:
     options = celery_config(settings)["broker_transport_options"]
     assert isinstance(options, dict)
     assert 0 < options["socket_connect_timeout"] <= options["socket_timeout"] < settings.celery_visibility_timeout
+
+
+def test_queue_names_follow_the_key_prefix() -> None:
+    default = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (default.chunk_queue, default.control_queue, default.broker_key_prefix) == ("humanize", "control", "")
+    assert default.resolve_queues("control,humanize") == ["control", "humanize"]
+    blue = Settings(_env_file=None, key_prefix="blue")  # type: ignore[call-arg]
+    assert (blue.chunk_queue, blue.control_queue, blue.broker_key_prefix) == ("blue.humanize", "blue.control", "blue:")
+    assert blue.resolve_queues("control, humanize") == ["blue.control", "blue.humanize"]
+    assert blue.resolve_queues(["blue.humanize", "humanize"]) == ["blue.humanize"]
+    with pytest.raises(ValueError, match="unknown queue 'celery'"):
+        blue.resolve_queues("control,celery")
+    with pytest.raises(ValueError, match=r"unknown queue 'blue\.humanize'"):  # another release's queue
+        default.resolve_queues("blue.humanize")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, key_prefix="blue team")  # type: ignore[call-arg]
+
+
+def test_celery_config_of_a_prefixed_release() -> None:
+    from humanizer.worker.celery_app import celery_config
+
+    conf = celery_config(Settings(_env_file=None, key_prefix="blue"))  # type: ignore[call-arg]
+    assert conf["broker_transport_options"]["global_keyprefix"] == "blue:"  # type: ignore[index]
+    assert conf["task_routes"] == {
+        "humanizer.humanize_batch": {"queue": "blue.humanize"},
+        "humanizer.merge": {"queue": "blue.control"},
+        "humanizer.verify": {"queue": "blue.control"},
+    }
+    plain = celery_config(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert "global_keyprefix" not in plain["broker_transport_options"]  # type: ignore[operator]

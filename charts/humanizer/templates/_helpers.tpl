@@ -334,3 +334,18 @@ affinity:
 {{- fail "operator.autoscaler.minReplicas must not exceed operator.autoscaler.maxReplicas" }}
 {{- end }}
 {{- end }}
+
+{{/*
+The workers' Celery queues in serving order, comma-separated: worker.queues (control, humanize) under
+config.keyPrefix, as humanizer.config.Settings.queue_name names them: the default prefix "hz" keeps the names
+("control,humanize"); another prefix gives "<prefix>.control,<prefix>.humanize" (and the workers put every
+kombu key under "<prefix>:"), so releases sharing one Redis database never take each other's batches.
+*/}}
+{{- define "humanizer.worker.queues" -}}
+{{- $prefix := .Values.config.keyPrefix -}}
+{{- $names := list -}}
+{{- range .Values.worker.queues -}}
+{{- $names = append $names (ternary . (printf "%s.%s" $prefix .) (eq $prefix "hz")) -}}
+{{- end -}}
+{{- join "," $names -}}
+{{- end -}}

@@ -37,7 +37,6 @@ from kubernetes.client.exceptions import ApiException
 from humanizer.config import Settings, get_settings
 from humanizer.jobs.store import JobStore
 from humanizer.monitoring.queues import held_by_age, queue_depths
-from humanizer.worker.celery_app import CONTROL_QUEUE
 from humanizer_operator import k8s, metrics, service
 from humanizer_operator.autoscaler import (
     NO_DEPLOYMENT,
@@ -142,16 +141,18 @@ class Autoscaler:
         alone is used. Held messages older than ``CELERY_VISIBILITY_TIMEOUT`` are a dead worker's, about
         to be restored to their queue: they count as queued, not in flight. The same read of the jobs
         gives the outstanding chunks per rate limiter and the tokens one chunk uses."""
-        depths = queue_depths(client, self.op.queues)
-        live, expired = held_by_age(client, self.hz.celery_visibility_timeout)
+        broker, control = self.hz.broker_key_prefix, self.hz.control_queue
+        queues = self.hz.resolve_queues(self.op.queues)  # logical or full names -> this prefix's queues
+        depths = queue_depths(client, queues, key_prefix=broker)
+        live, expired = held_by_age(client, self.hz.celery_visibility_timeout, key_prefix=broker)
         outstanding, limiter_work, readings = self._jobs(client)
         counts = BrokerCounts(
-            queued=sum(n for q, n in depths.items() if q != CONTROL_QUEUE),
-            held=sum(n for q, n in live.items() if q != CONTROL_QUEUE),
-            expired=sum(n for q, n in expired.items() if q != CONTROL_QUEUE),
-            control_queued=depths.get(CONTROL_QUEUE, 0),
-            control_held=live.get(CONTROL_QUEUE, 0),
-            control_expired=expired.get(CONTROL_QUEUE, 0),
+            queued=sum(n for q, n in depths.items() if q != control),
+            held=sum(n for q, n in live.items() if q != control),
+            expired=sum(n for q, n in expired.items() if q != control),
+            control_queued=depths.get(control, 0),
+            control_held=live.get(control, 0),
+            control_expired=expired.get(control, 0),
         )
         queued, in_flight = work_in_chunks(counts, self.hz.batch_size, outstanding)
         self.tokens_per_chunk = tokens_per_chunk_estimate(self._readings, readings, self.tokens_per_chunk)

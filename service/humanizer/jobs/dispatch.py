@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from celery import chord, group
 
 from humanizer.config import get_settings
-from humanizer.worker.celery_app import CHUNK_QUEUE, CONTROL_QUEUE, app
+from humanizer.worker.celery_app import app, chunk_queue, control_queue
 
 #: Celery priority per job priority. On Redis, 0 is served first; kombu keeps one list per step.
 PRIORITIES = {"high": 0, "normal": 3, "low": 6}
@@ -38,14 +38,14 @@ def dispatch(
     level = PRIORITIES.get(priority, PRIORITIES["normal"])
     size = batch_size or get_settings().batch_size
     merge_sig = app.signature(
-        "humanizer.merge", args=(job_id,), immutable=True, queue=CONTROL_QUEUE, priority=CONTROL_PRIORITY
+        "humanizer.merge", args=(job_id,), immutable=True, queue=control_queue(), priority=CONTROL_PRIORITY
     )
     if not indices:
         merge_sig.apply_async(task_id=f"{job_id}:merge:{round_}")
         return []
     header = [
         app.signature(
-            "humanizer.humanize_batch", args=(job_id, part), immutable=True, queue=CHUNK_QUEUE, priority=level
+            "humanizer.humanize_batch", args=(job_id, part), immutable=True, queue=chunk_queue(), priority=level
         ).set(task_id=batch_task_id(job_id, part[0], round_))
         for part in batches(indices, size)
     ]

@@ -22,7 +22,7 @@ from humanizer.jobs.dispatch import dispatch
 from humanizer.jobs.models import JobStatus
 from humanizer.jobs.store import JobNotFound, JobStore
 from humanizer.logging import get_logger
-from humanizer.worker.celery_app import CONTROL_QUEUE, app
+from humanizer.worker.celery_app import app, control_queue
 
 log = get_logger("humanizer.reconciler")
 
@@ -50,7 +50,7 @@ def reconcile_once(store: JobStore, stall_seconds: float) -> list[Action]:
         store.touch(job_id)
         round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))
         if store.result(job_id) is not None:
-            app.signature("humanizer.verify", args=(job_id,), queue=CONTROL_QUEUE, priority=0).apply_async(
+            app.signature("humanizer.verify", args=(job_id,), queue=control_queue(), priority=0).apply_async(
                 task_id=f"{job_id}:verify:r{round_}"
             )
             actions.append(Action(job_id, "verify"))

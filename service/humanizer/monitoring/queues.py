@@ -22,24 +22,24 @@ UNACKED_KEY = "unacked"
 UNACKED_INDEX_KEY = "unacked_index"  # delivery tag -> the time it was delivered (a sorted set)
 
 
-def priority_lists(queue: str, steps: Iterable[int] = PRIORITY_STEPS) -> list[str]:
+def priority_lists(queue: str, steps: Iterable[int] = PRIORITY_STEPS, key_prefix: str = "") -> list[str]:
     """The Redis list names that hold ``queue``'s messages."""
-    return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}" for step in steps]
+    return [key_prefix + (queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}") for step in steps]
 
 
-def queue_depth(client: redis.Redis, queue: str) -> int:
+def queue_depth(client: redis.Redis, queue: str, key_prefix: str = "") -> int:
     """Messages waiting in ``queue``, every priority level counted."""
     pipe = client.pipeline(transaction=False)
-    for name in priority_lists(queue):
+    for name in priority_lists(queue, key_prefix=key_prefix):
         pipe.llen(name)
     return sum(int(n) for n in pipe.execute())
 
 
-def queue_depths(client: redis.Redis, queues: Iterable[str]) -> dict[str, int]:
+def queue_depths(client: redis.Redis, queues: Iterable[str], key_prefix: str = "") -> dict[str, int]:
     queues = list(queues)
     pipe = client.pipeline(transaction=False)
     for queue in queues:
-        for name in priority_lists(queue):
+        for name in priority_lists(queue, key_prefix=key_prefix):
             pipe.llen(name)
     counts = [int(n) for n in pipe.execute()]
     per = len(PRIORITY_STEPS)
@@ -59,17 +59,19 @@ def _entry(raw: Any) -> tuple[str, str]:
     return str(task_id or ""), str(queue or "")
 
 
-def held_messages(client: redis.Redis, key: str = UNACKED_KEY) -> Iterator[tuple[str, str]]:
+def held_messages(
+    client: redis.Redis, key: str = UNACKED_KEY, key_prefix: str = ""
+) -> Iterator[tuple[str, str]]:
     """``(task id, queue)`` of each message delivered to a worker and not yet acknowledged. Kombu stores
     each as ``[message, exchange, routing key]``; our routing keys are the queue names. A field that cannot
     be read is ``""``."""
-    for _tag, raw in client.hscan_iter(key, count=500):
+    for _tag, raw in client.hscan_iter(key_prefix + key, count=500):
         yield _entry(raw)
 
 
 def held_by_age(
     client: redis.Redis, visibility_timeout: float, now: float | None = None, key: str = UNACKED_KEY,
-    index_key: str = UNACKED_INDEX_KEY,
+    index_key: str = UNACKED_INDEX_KEY, key_prefix: str = "",
 ) -> tuple[collections.Counter[str], collections.Counter[str]]:
     """Held messages by queue, split at the visibility timeout: ``(live, expired)``.
 
@@ -79,20 +81,22 @@ def held_by_age(
     died, and the next ``restore_visible`` of any worker's consumer puts it back on its queue. An entry
     missing from the index (between kombu's two writes) counts as live."""
     ceiling = (time.time() if now is None else now) - visibility_timeout
-    expired_tags = set(client.zrangebyscore(index_key, "-inf", ceiling))
+    expired_tags = set(client.zrangebyscore(key_prefix + index_key, "-inf", ceiling))
     live: collections.Counter[str] = collections.Counter()
     expired: collections.Counter[str] = collections.Counter()
-    for tag, raw in client.hscan_iter(key, count=500):
+    for tag, raw in client.hscan_iter(key_prefix + key, count=500):
         _task_id, queue = _entry(raw)
         (expired if tag in expired_tags else live)[queue] += 1
     return live, expired
 
 
-def unacked_by_queue(client: redis.Redis, key: str = UNACKED_KEY) -> collections.Counter[str]:
+def unacked_by_queue(
+    client: redis.Redis, key: str = UNACKED_KEY, key_prefix: str = ""
+) -> collections.Counter[str]:
     """Messages delivered and not yet acknowledged, by the queue they came from."""
-    return collections.Counter(queue for _task_id, queue in held_messages(client, key))
+    return collections.Counter(queue for _task_id, queue in held_messages(client, key, key_prefix))
 
 
-def unacked_count(client: redis.Redis, key: str = UNACKED_KEY) -> int:
+def unacked_count(client: redis.Redis, key: str = UNACKED_KEY, key_prefix: str = "") -> int:
     """Messages delivered to workers and not yet acknowledged (running, or waiting for a countdown)."""
-    return int(client.hlen(key))
+    return int(client.hlen(key_prefix + key))

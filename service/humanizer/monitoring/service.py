@@ -153,8 +153,10 @@ class MonitoringService:
     def check_celery(self) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            depths = queue_depths(self.redis, self.queues)
-            unacked = unacked_count(self.redis)
+            s, broker = self.settings, self.settings.broker_key_prefix
+            real = queue_depths(self.redis, [s.queue_name(q) for q in self.queues], key_prefix=broker)
+            depths = {q: real[s.queue_name(q)] for q in self.queues}  # by logical name
+            unacked = unacked_count(self.redis, key_prefix=broker)
         except redis.RedisError as exc:
             return _result("unhealthy", f"broker unreachable ({type(exc).__name__})", started)
         details: dict[str, Any] = {"queue_depth": depths, "unacked": unacked}

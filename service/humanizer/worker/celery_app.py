@@ -7,7 +7,9 @@
   :class:`~humanizer.config.Settings`), or Redis would hand a running task to a second worker.
 - JSON only: no pickle on the wire; task arguments are ids, never document text.
 - Queues: chunk rewriting on ``humanize``; merge/verify on ``control`` so a job's merge never waits
-  behind thousands of other jobs' chunks.
+  behind thousands of other jobs' chunks. With a key prefix other than the default (``HUMANIZER_KEY_PREFIX``)
+  they are ``<prefix>.humanize`` and ``<prefix>.control`` and every kombu key starts with ``<prefix>:``
+  (``global_keyprefix``), so releases sharing one Redis database never take each other's messages.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from celery.signals import before_task_publish
 from humanizer.config import Settings, get_settings
 from humanizer.worker.result_backend import backend_url
 
-CHUNK_QUEUE = "humanize"
+CHUNK_QUEUE = "humanize"  # logical names (metric labels); the queues themselves: chunk_queue(), control_queue()
 CONTROL_QUEUE = "control"
 
 app = Celery("humanizer", include=["humanizer.worker.tasks"])
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
+    chunk_queue, control_queue = settings.chunk_queue, settings.control_queue
+    prefixed = {"global_keyprefix": settings.broker_key_prefix} if settings.broker_key_prefix else {}
     return {
         "broker_url": settings.redis_dsn,
         "result_backend": backend_url(settings.redis_dsn),
@@ -56,6 +60,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "socket_timeout": 30,
             "socket_connect_timeout": 5,
             "socket_keepalive": True,
+            **prefixed,
         },
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
         "broker_connection_retry_on_startup": True,
@@ -64,12 +69,12 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        "task_default_queue": CHUNK_QUEUE,
+        "task_default_queue": chunk_queue,
         "task_default_priority": 3,
         "task_routes": {
-            "humanizer.humanize_batch": {"queue": CHUNK_QUEUE},
-            "humanizer.merge": {"queue": CONTROL_QUEUE},
-            "humanizer.verify": {"queue": CONTROL_QUEUE},
+            "humanizer.humanize_batch": {"queue": chunk_queue},
+            "humanizer.merge": {"queue": control_queue},
+            "humanizer.verify": {"queue": control_queue},
         },
         "timezone": "UTC",
     }
@@ -91,6 +96,16 @@ def configure_app(settings: Settings | None = None) -> Celery:
         amqp._producer_pool = None
     app._local = threading.local()  # the per-thread result backend objects
     return app
+
+
+def chunk_queue() -> str:
+    """The queue chunk batches go to, as the app is configured now."""
+    return str(app.conf.task_routes["humanizer.humanize_batch"]["queue"])
+
+
+def control_queue() -> str:
+    """The queue merges and verifications go to, as the app is configured now."""
+    return str(app.conf.task_routes["humanizer.merge"]["queue"])
 
 
 configure_app()
