@@ -51,3 +51,8 @@ else
 test-node: node-tools $(VENV_STAMP) ## the chart on a real node with the project's image (needs root)
 	HUMANIZER_CACHE="$(HUMANIZER_CACHE)" $(UV) run --frozen pytest tests/node -m node $(PYTEST_ARGS)
 endif
+
+.PHONY: dashboards-png
+dashboards-png: node-tools $(VENV_STAMP) ## the README's dashboard pictures, from a real Prometheus on the node tier
+	HUMANIZER_CACHE="$(HUMANIZER_CACHE)" HUMANIZER_DASHBOARD_PNG_DIR="$(CURDIR)/docs/img" \
+		$(UV) run --frozen pytest tests/node/test_monitoring.py -m node -k every_panel -s $(PYTEST_ARGS)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +20,11 @@ import yaml
 
 from tests.cluster.helpers import wait_until
 
-from .monitoring import Monitoring, Prom
+from .monitoring import REPO, Monitoring, Prom
+
+sys.path.insert(0, str(REPO / "tools" / "dashboards"))
+from render_png import render_all, substitute
+
 from .release import CHART, Release, app_image_tag, fake_llm_objects
 from .test_scale_and_faults import Job
 
@@ -43,6 +50,8 @@ def prom(node: Any, release: Release) -> Iterator[Prom]:
             "--set", "monitoring.prometheusRule.enabled=true", *alert_for,
             # a (generous) rate limit, so that the rate-limiter panels have waits to show
             "--set", "config.rateLimit.rpm=20000",
+            # recovery within the test's wait if a faulted chunk's message is lost (seen once in ~6 runs)
+            "--set-string", "config.extraEnv.HUMANIZER_STALL_SECONDS=15",
             "--set", "redis.metrics.enabled=true",
             "--set", "redis.metrics.image.repository=localhost/humanizer-redis-exporter",
             "--set", f"redis.metrics.image.tag={app_image_tag()}",
@@ -95,14 +104,6 @@ def panel_queries() -> list[tuple[str, str, str]]:
     return out
 
 
-def substitute(expr: str, seconds: float) -> str:
-    """Grafana's variables as a user's first look would set them: everything of the release's namespace."""
-    rng = f"{max(60, int(seconds))}s"
-    return (expr.replace("$__rate_interval", "30s").replace("$__range", rng)
-            .replace("$namespace", "humanizer").replace("$pod", ".*").replace("$provider", ".*")
-            .replace("$outcome", ".*").replace("$job_id", ".*"))  # fmt: skip
-
-
 def has_data(series: list[dict[str, Any]]) -> bool:
     return any(not math.isnan(float(v)) for s in series for _, v in s.get("values") or [])
 
@@ -115,6 +116,10 @@ def test_every_panel_query_returns_data(prom: Prom, traffic: tuple[float, float]
         if not has_data(prom.query_range(query, start - 10, end + 5)):
             empty.append(f"{dashboard} / {title}: {query}")
     assert not empty, "panels without data over the run:\n" + "\n".join(empty)
+    out = os.environ.get("HUMANIZER_DASHBOARD_PNG_DIR")
+    if out:  # `make dashboards-png`: the README's pictures, from these answers
+        for path in render_all(prom.url, start - 10, end + 5, Path(out)):
+            print(f"\nwrote {path}")
 
 
 def test_every_rule_loads(prom: Prom) -> None:
