@@ -1,7 +1,7 @@
 """Sending a job's work to the workers: ``chord(group(humanize_batch), merge)``.
 
 The chunks are cut into batches of ``HUMANIZER_BATCH_SIZE`` consecutive indices, one task each: a wide job
-is a few hundred messages instead of thousands (one client publishes ~700 messages/s, MEASUREMENTS.md),
+is a few hundred messages instead of thousands (one client publishes ~650-800 messages/s on this machine kind),
 and a worker runs a batch's provider calls at once on its event loop. Tasks are addressed by name, so
 callers (API, CLI, operator) need not import the worker code. Task arguments are ``(job_id, indices)``
 only; task ids are deterministic (``<job>:<first index>`` plus a round suffix on re-drives).

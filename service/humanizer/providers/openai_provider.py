@@ -3,7 +3,7 @@
 Two paths over the same request and parsing code:
 
 - ``arewrite`` (the workers' path): ``openai.AsyncOpenAI`` on the SDK's aiohttp transport, one client per
-  event loop. httpx's async pool costs ~16 ms of CPU per request at high concurrency (MEASUREMENTS.md).
+  event loop. httpx's async pool costs ~16 ms of CPU per request at high concurrency (measured on this machine kind).
 - ``rewrite`` (health probes, scripts): ``openai.OpenAI``, one client per thread.
 
 Both send the body through the client's generic ``post("/chat/completions", body=..., cast_to=dict)``

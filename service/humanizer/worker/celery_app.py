@@ -1,4 +1,4 @@
-"""The Celery application: broker and result backend on Redis, delivery settings from DESIGN.md.
+"""The Celery application: broker and result backend on Redis, delivery settings (README "Reliability").
 
 - ``acks_late`` + ``reject_on_worker_lost``: a task is acknowledged only when it finished, so a killed
   worker's task is redelivered instead of lost (our tasks are idempotent, so redelivery is safe).
