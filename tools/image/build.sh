@@ -112,22 +112,6 @@ build_pause() {
     echo "IMAGE=$ref"
 }
 
-build_coredns() {
-    local bin="$HUMANIZER_CACHE/node/$KUBERNETES_VERSION-crictl$CRICTL_VERSION-coredns$COREDNS_VERSION/bin/coredns"
-    [ -x "$bin" ] || die "coredns: $bin missing (tools/k8s/build.sh node)"
-    local key; key="$(sha256sum "$bin" | cut -c1-16)"
-    local ref="localhost/humanizer-coredns:$COREDNS_VERSION"
-    if [ "$(content_of "$ref")" = "$key" ]; then log "coredns: $ref up to date"; echo "IMAGE=$ref"; return; fi
-    local dir; dir="$(mktemp -d)"
-    cp "$bin" "$dir/coredns"
-    tar -C "$dir" -cf "$dir/rootfs.tar" coredns
-    "$ENGINE" import --change 'ENTRYPOINT ["/coredns"]' --change "USER 65532:65532" \
-        --change "LABEL dev.humanizer.content=$key" "$dir/rootfs.tar" "$ref" >/dev/null
-    rm -rf "$dir"
-    log "coredns: $ref"
-    echo "IMAGE=$ref"
-}
-
 # scratch_image NAME BIN REF [USER]: a FROM-scratch image holding BIN at /bin/NAME as its entrypoint.
 scratch_image() {
     local name="$1" bin="$2" ref="$3" user="${4:-65534:65534}"
@@ -143,6 +127,11 @@ scratch_image() {
     rm -rf "$dir"
     log "$name: $ref"
     echo "IMAGE=$ref"
+}
+
+build_coredns() {
+    scratch_image coredns "$HUMANIZER_CACHE/node/$KUBERNETES_VERSION-crictl$CRICTL_VERSION-coredns$COREDNS_VERSION/bin/coredns" \
+        "localhost/humanizer-coredns:$COREDNS_VERSION" 65532:65532
 }
 
 MONITORING_BIN="$HUMANIZER_CACHE/monitoring/$PROMETHEUS_VERSION-operator$PROMETHEUS_OPERATOR_VERSION/bin"
