@@ -55,6 +55,7 @@ from humanizer_operator.autoscaler import (
     tokens_per_chunk_estimate,
     work_in_chunks,
 )
+from humanizer_operator.background import stop_loop
 from humanizer_operator.settings import OperatorSettings, get_operator_settings
 
 log = logging.getLogger("humanizer_operator.autoscaler")
@@ -368,11 +369,4 @@ async def autoscaler_start(memo: kopf.Memo, logger: Any, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def autoscaler_stop(memo: kopf.Memo, **_: Any) -> None:
-    stop = getattr(memo, "autoscaler_stop", None)
-    task = getattr(memo, "autoscaler_task", None)
-    if stop is not None and task is not None:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 10)
-        except (TimeoutError, asyncio.CancelledError):
-            task.cancel()
+    await stop_loop(memo, "autoscaler")

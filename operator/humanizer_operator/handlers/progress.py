@@ -41,6 +41,7 @@ from humanizer.jobs.models import JobStatus, JobView
 from humanizer.jobs.store import JobNotFound
 from humanizer.redis_client import RedisUnavailable
 from humanizer_operator import k8s, scope, service
+from humanizer_operator.background import stop_loop
 from humanizer_operator.handlers import deletion
 from humanizer_operator.handlers.jobs import output_name
 from humanizer_operator.handlers.lifecycle import deadline_exceeded, ttl_expired
@@ -302,14 +303,7 @@ async def status_loop_start(settings: kopf.OperatorSettings, memo: kopf.Memo, lo
 
 @kopf.on.cleanup()
 async def status_loop_stop(memo: kopf.Memo, **_: Any) -> None:
-    stop = getattr(memo, "status_stop", None)
-    task = getattr(memo, "status_task", None)
-    if stop is not None and task is not None:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 10)
-        except (TimeoutError, asyncio.CancelledError):
-            task.cancel()
+    await stop_loop(memo, "status")
 
 
 __all__ = ["RUNNING", "StatusLoop", "Sync", "job_to_read", "sync"]
