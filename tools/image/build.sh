@@ -99,17 +99,13 @@ build_redis() {
 build_pause() {
     local src; src="$(pause_source)"
     local key; key="$( (cat "$src"; echo "$KUBERNETES_VERSION") | sha256sum | cut -c1-16)"
-    local ref="localhost/humanizer-pause:$KUBERNETES_VERSION"
-    if [ "$(content_of "$ref")" = "$key" ]; then log "pause: $ref up to date"; echo "IMAGE=$ref"; return; fi
-    local dir; dir="$(mktemp -d)"
-    gcc -Os -static -DVERSION="$KUBERNETES_VERSION" -o "$dir/pause" "$src" || die "pause: gcc -static failed"
-    strip "$dir/pause"
-    tar -C "$dir" -cf "$dir/rootfs.tar" pause
-    "$ENGINE" import --change 'ENTRYPOINT ["/pause"]' --change "USER 65535:65535" \
-        --change "LABEL dev.humanizer.content=$key" "$dir/rootfs.tar" "$ref" >/dev/null
-    rm -rf "$dir"
-    log "pause: $ref"
-    echo "IMAGE=$ref"
+    local bin="$HUMANIZER_CACHE/image/pause-$key/pause"
+    if [ ! -x "$bin" ]; then
+        mkdir -p "$(dirname "$bin")"
+        gcc -Os -static -DVERSION="$KUBERNETES_VERSION" -o "$bin.tmp" "$src" || die "pause: gcc -static failed"
+        strip "$bin.tmp" && mv "$bin.tmp" "$bin"
+    fi
+    scratch_image pause "$bin" "localhost/humanizer-pause:$KUBERNETES_VERSION" 65535:65535
 }
 
 # scratch_image NAME BIN REF [USER]: a FROM-scratch image holding BIN at /bin/NAME as its entrypoint.
