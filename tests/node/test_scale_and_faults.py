@@ -6,7 +6,9 @@ The fake model runs as a pod with 1.5 s per reply, so a 600-chunk job lasts long
 start and faults to land while it runs; each fault test asserts, from a status read *after* the fault,
 that the job had not finished. Recovery settings are shortened with one ``helm upgrade --reuse-values``
 (task time limit 25 s, visibility timeout 40 s, stall detection 15 s, scale-down window 15 s, at most 4
-workers: the node has 2 CPUs and each worker pod requests 250m).
+workers: the node has 2 CPUs and each worker pod requests 250m) and 16 provider calls in flight per worker
+pod: with the chart's 64, the two first pods finished the 600-chunk backlog (~7 s) before a new pod
+consumed on a slower CI machine; with 16 it lasts ~28 s.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ FAST_RECOVERY = [
     "--set", "operator.autoscaler.maxReplicas=4", "--set", "operator.autoscaler.scaleDownStabilizationSeconds=15",
     "--set", "config.celery.taskSoftTimeLimit=20", "--set", "config.celery.taskTimeLimit=25",
     "--set", "config.celery.taskRetryMaxDelay=5", "--set", "config.celery.visibilityTimeout=40",
-    "--set-string", "config.extraEnv.HUMANIZER_STALL_SECONDS=15",
+    "--set-string", "config.extraEnv.HUMANIZER_STALL_SECONDS=15", "--set", "worker.calls=16",
 ]  # fmt: skip
 LATENCY = 1.5
 
@@ -193,7 +195,7 @@ FAULTS: dict[str, Callable[[Release], None]] = {
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_fault_mid_job_every_chunk_exactly_once(loaded: Release, fault: str) -> None:
     rel = loaded
-    # Large enough to still run when the fault lands even with 4 workers (256 calls at once, ~6 s):
+    # Large enough to still run when the fault lands even with 4 workers (64 calls at once, ~23 s):
     # a fault after the last chunk tests nothing, and assert_still_running says so.
     job = Job(rel, 1000)
     try:
