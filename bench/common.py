@@ -43,6 +43,7 @@ class Config:
     scale_jobs: int = 100
     scale_job_chunks: int = 20
     scale_warmup_jobs: int = 10
+    headofline_big: int = 1600
     latency: float = LATENCY
     jitter: float = JITTER
     pad_tokens: int = PAD_TOKENS
@@ -64,6 +65,7 @@ class Config:
             scale_doc_bytes=500_000,
             scale_jobs=30,
             scale_warmup_jobs=5,
+            headofline_big=800,
         )
 
     @classmethod
@@ -84,6 +86,7 @@ class Config:
             scale_jobs=6,
             scale_job_chunks=4,
             scale_warmup_jobs=2,
+            headofline_big=64,
             latency=0.05,
             jitter=0.005,
             pad_tokens=100,

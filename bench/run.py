@@ -23,7 +23,7 @@ from typing import Any
 from bench import report
 from bench.common import RESULTS_DIR, Config, Context, Row, machine
 
-ORDER = ("fanout", "asyncio", "sequential", "overhead", "ratelimit", "autoscale", "scale")
+ORDER = ("fanout", "asyncio", "sequential", "overhead", "ratelimit", "autoscale", "scale", "headofline")
 MODULES = {
     "fanout": "fanout",
     "asyncio": "asyncio_sdk",
@@ -32,6 +32,7 @@ MODULES = {
     "ratelimit": "ratelimit",
     "autoscale": "autoscale",
     "scale": "scale",
+    "headofline": "headofline",
 }
 
 

@@ -137,6 +137,7 @@ class BrokerCounts:
     control_queued: int = 0
     control_held: int = 0
     control_expired: int = 0
+    scheduled: int = 0  # chunks (not messages) the fair scheduler holds back, not yet in a queue
 
 
 def work_in_chunks(counts: BrokerCounts, batch_size: int, outstanding: int | None) -> tuple[int, int]:
@@ -144,7 +145,8 @@ def work_in_chunks(counts: BrokerCounts, batch_size: int, outstanding: int | Non
 
     A chunk message carries up to ``batch_size`` chunks, so messages x batch size is an upper bound; the
     unfinished jobs' chunks without an output or dead letter (``outstanding``; None: unknown) cap it.
-    Held messages count first (they are certainly being worked on), then the queued ones.
+    Held messages count first (they are certainly being worked on), then the queued ones; queued work
+    includes the chunks the fair scheduler holds back (``scheduled``: its own count, exact).
 
     A held message older than the visibility timeout is not live work: the worker that took it is gone
     (a live one finishes or gives up within the task time limit, which is below the timeout) and kombu
@@ -153,7 +155,7 @@ def work_in_chunks(counts: BrokerCounts, batch_size: int, outstanding: int | Non
     each and are never capped (a merge waiting alone must still wake a worker)."""
     per = max(1, batch_size)
     in_flight = max(0, counts.held) * per
-    queued = (max(0, counts.queued) + max(0, counts.expired)) * per
+    queued = (max(0, counts.queued) + max(0, counts.expired)) * per + max(0, counts.scheduled)
     if outstanding is not None:
         in_flight = min(in_flight, max(0, outstanding))
         queued = min(queued, max(0, outstanding) - in_flight)

@@ -289,6 +289,30 @@ def status(
 
 
 @app.command()
+def result(
+    job_id: str,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the document here, not stdout")] = None,
+) -> None:
+    """Print a finished job's rewritten document (from Redis, like the HTTP API's /result)."""
+    from humanizer.orchestration import OrchestrationService
+
+    try:
+        view = OrchestrationService().view(job_id, with_result=True)
+    except RedisUnavailable as exc:
+        raise fail(str(exc)) from None
+    except JobNotFound:
+        raise fail(f"no job {job_id}") from None
+    if view.humanized_text is None:
+        raise fail(f"job {job_id} has no result ({view.status.value}); see `humanizer status {job_id}`")
+    if output is not None:
+        output.write_text(view.humanized_text, encoding="utf-8")
+        out.print(f"wrote {output} ({len(view.humanized_text.encode('utf-8')):,} bytes)", highlight=False)
+        return
+    sys.stdout.write(view.humanized_text)
+    sys.stdout.flush()
+
+
+@app.command()
 def cancel(job_id: str) -> None:
     """Cancel a job: chunks not yet rewritten are skipped."""
     from humanizer.orchestration import OrchestrationService

@@ -113,6 +113,21 @@ class Settings(BaseSettings):
         300.0, gt=0.0, validation_alias=_env("HUMANIZER_STALL_SECONDS", "stall_seconds"),
         description="a job without progress for this long is re-driven from what Redis holds",
     )
+    fair_scheduling: bool = Field(
+        True, validation_alias=_env("HUMANIZER_FAIR_SCHEDULING", "fair_scheduling"),
+        description="release each job's batches a window at a time, fairly across jobs (false: every batch "
+        "is queued at submission, first come first served)",
+    )
+    tenant_weights: dict[str, float] = Field(
+        default_factory=dict, validation_alias=_env("HUMANIZER_TENANT_WEIGHTS", "tenant_weights"),
+        description="shares of the workers per tenant (JSON, e.g. {\"ns:team-a\": 2}); tenants are "
+        "'token:<token id>' for API jobs, 'ns:<namespace>' for HumanizeJobs, 'default' for the rest; default 1",
+    )
+    scheduler_stale_seconds: float = Field(
+        900.0, gt=0.0, validation_alias=_env("HUMANIZER_SCHEDULER_STALE_SECONDS", "scheduler_stale_seconds"),
+        description="a released batch that has not reported back for this long stops counting against the "
+        "window (its message was lost; the reconciler re-drives its job)",
+    )
     rate_limit_rpm: float = Field(0.0, ge=0.0, validation_alias=_env("HUMANIZER_RATE_LIMIT_RPM", "rate_limit_rpm"))
     rate_limit_tpm: float = Field(0.0, ge=0.0, validation_alias=_env("HUMANIZER_RATE_LIMIT_TPM", "rate_limit_tpm"))
     rate_limit_burst_seconds: float = Field(
@@ -180,6 +195,9 @@ class Settings(BaseSettings):
             )
         if self.celery_task_soft_time_limit >= self.celery_task_time_limit:
             raise ValueError("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+        bad = sorted(t for t, w in self.tenant_weights.items() if not w > 0)
+        if bad:
+            raise ValueError(f"HUMANIZER_TENANT_WEIGHTS: weights must be positive (tenants {', '.join(bad)})")
 
     @property
     def calls_per_worker(self) -> int:

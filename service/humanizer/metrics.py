@@ -113,6 +113,14 @@ QUEUE_UNACKED = Gauge(
     "humanizer_queue_unacked", "Messages delivered to workers and not yet acknowledged",
     multiprocess_mode="mostrecent",
 )
+SCHEDULER_HELD = Gauge(
+    "humanizer_scheduler_held_chunks", "Chunks the fair scheduler holds back, not yet in a queue",
+    multiprocess_mode="mostrecent",
+)
+SCHEDULER_WINDOW = Gauge(
+    "humanizer_scheduler_window_batches", "Batches the fair scheduler lets be queued or running at once",
+    multiprocess_mode="mostrecent",
+)
 DEAD_LETTERS_PENDING = Gauge(
     "humanizer_dead_letters_pending", "Dead letters waiting to be replayed or purged",
     multiprocess_mode="mostrecent",
@@ -121,7 +129,7 @@ DEAD_LETTERS_PENDING = Gauge(
 ALL_METRICS: list[Counter | Gauge | Histogram] = [
     CHUNKS_PROCESSED, CHUNK_DURATION, QUEUE_WAIT, TASKS_IN_FLIGHT, RETRIES, DEAD_LETTERS, TRUNCATED, PROVIDER_REQUESTS,
     PROVIDER_LATENCY, TOKENS, COST, RATE_LIMIT_WAIT, AI_TELL_SCORE, JOBS_FINISHED, JOB_DURATION, JOBS_SUBMITTED,
-    HTTP_REQUESTS, HTTP_DURATION, QUEUE_DEPTH, QUEUE_UNACKED, DEAD_LETTERS_PENDING,
+    HTTP_REQUESTS, HTTP_DURATION, QUEUE_DEPTH, QUEUE_UNACKED, DEAD_LETTERS_PENDING, SCHEDULER_HELD, SCHEDULER_WINDOW,
 ]
 
 _LABEL_RE = re.compile(r"^[a-z0-9_]{1,40}$")
@@ -290,6 +298,11 @@ def refresh_queue_gauges(client: Any, queues: Iterable[str] = ("humanize", "cont
         QUEUE_DEPTH.labels(queue).set(queue_depth(client, queue_name_for(prefix, queue), key_prefix=broker))
     QUEUE_UNACKED.set(unacked_count(client, key_prefix=broker))
     DEAD_LETTERS_PENDING.set(int(client.zcard(f"{prefix}:dlq:index")))
+    from humanizer.jobs.scheduler import Scheduler
+
+    snapshot = Scheduler(client, prefix).snapshot()
+    SCHEDULER_HELD.set(snapshot["held_chunks"])
+    SCHEDULER_WINDOW.set(snapshot["window"])
 
 
 # ---- the workers' own /metrics ------------------------------------------------------------------

@@ -16,7 +16,8 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = {"1 fan-out", "2 vs asyncio", "3 vs sequential", "4 overhead", "5 rate limit", "6 autoscaling", "7 scale"}
+SCENARIOS = {"1 fan-out", "2 vs asyncio", "3 vs sequential", "4 overhead", "5 rate limit", "6 autoscaling", "7 scale",
+             "8 head-of-line"}
 
 
 @pytest.fixture(scope="module")

@@ -90,3 +90,7 @@ def test_status_cancel_and_submit_through_the_api(stack: LocalStack, fake_llm: A
     cancelled = humanizer("cancel", job_id, env=stack.env)
     assert "had already ended" in cancelled.stdout
     one_line_error(humanizer("status", "no-such-job", env=stack.env), "no job no-such-job")
+    # the command the operator's OutputTooLarge/OutputRejected events name
+    result = humanizer("result", job_id, env=stack.env)
+    assert result.returncode == 0 and result.stdout == out.read_text(), result.stderr[-500:]
+    one_line_error(humanizer("result", "no-such-job", env=stack.env), "no job no-such-job")

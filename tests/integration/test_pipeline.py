@@ -9,6 +9,7 @@ import pytest
 
 from humanizer.jobs.models import JobStatus
 from humanizer.local.stack import LocalStack
+from humanizer.monitoring.throughput import throughput
 from humanizer.orchestration import OrchestrationService
 from tests.integration.conftest import markers_in, numbered_document, poll_until, wait_done
 
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 def test_200_chunks_each_once_in_order(svc: OrchestrationService) -> None:
     doc = numbered_document(200, "A")
+    before = throughput(svc.store.r, svc.store.prefix)["chunks_ok"]
     job = svc.submit_document(doc, style="casual", chunk_max_tokens=40)
     view = wait_done(svc, job["job_id"], timeout=120)
     assert view.status == JobStatus.SUCCESS, view.error
@@ -25,6 +27,8 @@ def test_200_chunks_each_once_in_order(svc: OrchestrationService) -> None:
     assert found == [f"A-{i:04d}" for i in range(200)], "chunks missing, doubled or out of order"
     assert view.humanized_text != doc, "the provider did not rewrite anything"
     assert view.tokens_in > 0 and view.tokens_out > 0
+    # what `humanizer monitor` shows: the workers count what they finish (it stayed 0 before)
+    assert throughput(svc.store.r, svc.store.prefix)["chunks_ok"] - before == 200
 
 
 def test_identity_round_trip_is_byte_exact(svc: OrchestrationService, fake_llm: object) -> None:

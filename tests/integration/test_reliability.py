@@ -79,20 +79,37 @@ def test_duplicate_delivery_uses_one_version_per_chunk(make_stack: Any, fake_llm
 
 
 def test_redis_kill_9_and_restart_mid_job(make_stack: Any, fake_llm: Any) -> None:
+    # 600 chunks at 0.8 s with 64 calls in flight: ~7.5 s of work, so the kill lands mid-job (with 300 at
+    # 0.1 s the job had finished before the kill on an idle machine: it tested nothing)
     stack: LocalStack = make_stack(workers=2, concurrency=8)
-    fake_llm.configure(latency=0.1)
+    fake_llm.configure(latency=0.8)
     svc = OrchestrationService()
-    job_id = svc.submit_document(numbered_document(300, "S"), chunk_max_tokens=40)["job_id"]
+    job_id = svc.submit_document(numbered_document(600, "S"), chunk_max_tokens=40)["job_id"]
     assert poll_until(lambda: svc.view(job_id).progress.completed >= 40, timeout=30)
     time.sleep(1.2)  # let AOF everysec persist the job record
     stack.redis.kill()
     time.sleep(1.0)
     stack.redis.start()
     started = time.monotonic()
+    client = OrchestrationService().store
+    assert poll_until(lambda: _readable(client, job_id), timeout=30)
+    at_restart = client.view(job_id, with_result=False)
+    assert not at_restart.status.terminal and client.r.hlen(client.key(job_id, "out")) < 600, (
+        f"the job had ended before Redis was killed: {at_restart.status} {at_restart.progress}"
+    )
     view = OrchestrationService().wait(job_id, timeout=120)
     assert view.status == JobStatus.SUCCESS, f"{view.status}: {view.error}"
-    _assert_each_once_in_order(view.humanized_text or "", "S", 300)
-    print(f"\nFIGURE redis-crash: job completed {time.monotonic() - started:.1f}s after Redis came back")
+    _assert_each_once_in_order(view.humanized_text or "", "S", 600)
+    print(f"\nFIGURE redis-crash: killed at {at_restart.progress.completed}/600 stored; job completed "
+          f"{time.monotonic() - started:.1f}s after Redis came back")
+
+
+def _readable(store: Any, job_id: str) -> bool:
+    try:
+        store.meta(job_id)
+        return True
+    except Exception:  # Redis still loading its AOF
+        return False
 
 
 def test_sigterm_all_workers_then_new_ones(make_stack: Any, fake_llm: Any) -> None:

@@ -153,7 +153,6 @@ def test_code_block_is_one_passthrough_chunk() -> None:
     assert len(holding) == 1
     assert holding[0].text == CODE
     assert (holding[0].kind, holding[0].structure) == ("passthrough", "code")
-    assert not holding[0].needs_rewrite
 
 
 def test_tilde_fence_and_longer_closing_fence() -> None:

@@ -115,7 +115,7 @@ class Store:
 
 
 class Engine:
-    def slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
+    def slot(self, job_id: str = "") -> contextlib.AbstractAsyncContextManager[Any]:
         return contextlib.nullcontext()
 
 

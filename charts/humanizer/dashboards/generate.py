@@ -152,7 +152,13 @@ def overview() -> dict[str, Any]:
     b.row("Queues")
     b.panel("Queue depth", [
         (f"sum by (queue) ({sel('humanizer_queue_depth')})", "{{queue}}"),
-        (f"sum({sel('humanizer_queue_unacked')})", "unacked (delivered, running)")], w=12)
+        (f"sum({sel('humanizer_queue_unacked')})", "unacked (delivered, running)"),
+        (f"max({sel('humanizer_scheduler_window_batches')})", "scheduler window (batches)")], w=12,
+        description="Batch messages. The fair scheduler keeps the queue about one window deep; the work it "
+                    "still holds back is on the next panel.")
+    b.panel("Held by the fair scheduler", [
+        (f"max({sel('humanizer_scheduler_held_chunks')})", "chunks held")], w=12,
+        description="Chunks of unfinished jobs not yet released to the queue (docs/architecture.md).")
     b.panel("Queue wait", quantiles("humanizer_queue_wait_seconds", by="queue"), unit="s", w=12,
             description="From publish (or ETA) until a worker starts the task.")
 

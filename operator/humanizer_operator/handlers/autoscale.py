@@ -35,6 +35,7 @@ import redis
 from kubernetes.client.exceptions import ApiException
 
 from humanizer.config import Settings, get_settings
+from humanizer.jobs.scheduler import Scheduler
 from humanizer.jobs.store import JobStore
 from humanizer.monitoring.queues import held_by_age, queue_depths
 from humanizer_operator import k8s, metrics, service
@@ -154,6 +155,7 @@ class Autoscaler:
             control_queued=depths.get(control, 0),
             control_held=live.get(control, 0),
             control_expired=expired.get(control, 0),
+            scheduled=Scheduler(client, self.hz.key_prefix).held_chunks(),
         )
         queued, in_flight = work_in_chunks(counts, self.hz.batch_size, outstanding)
         self.tokens_per_chunk = tokens_per_chunk_estimate(self._readings, readings, self.tokens_per_chunk)

@@ -13,8 +13,8 @@ from typing import Any
 
 import kopf
 
-from humanizer.jobs.dispatch import dispatch
 from humanizer.jobs.models import JobStatus
+from humanizer.jobs.replay import redrive
 from humanizer.jobs.store import JobNotFound, JobStore
 from humanizer.redis_client import RedisUnavailable
 from humanizer_operator import k8s, service
@@ -40,20 +40,14 @@ def pause(store: JobStore, job_id: str) -> bool:
 
 
 def resume(store: JobStore, job_id: str) -> int:
-    """Reopen a paused job and send a chord for its missing chunks; returns how many were sent.
+    """Reopen a paused job and send its missing chunks again (``jobs.replay.redrive``); returns how many.
 
     Only a job this module paused is reopened (not one that finished, or was cancelled elsewhere).
     """
     before = store.meta(job_id)
     if before.get("status") != JobStatus.CANCELLED or before.get("phase") != "suspended":
         return 0
-    store.reopen(job_id, phase="rewriting")
-    round_ = int(str(store.r.hincrby(store.key(job_id), "rounds", 1)))
-    meta = store.meta(job_id)
-    have = store.output_indices(job_id) | set(store.failures(job_id))
-    missing = [i for i in range(int(meta["total"])) if i not in have]
-    dispatch(job_id, missing, round_, priority=meta.get("priority", "normal"))
-    return len(missing)
+    return len(redrive(store, job_id))
 
 
 @kopf.on.field(*GVR, field="spec.suspend")

@@ -16,7 +16,9 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str | None = Field(None, description="the document; it is split into chunks for you")
-    chunks: list[str] | None = Field(None, description="pre-split chunks; the result joins them with blank lines")
+    chunks: list[str] | None = Field(
+        None, min_length=1, description="pre-split chunks (at least one); the result joins them with blank lines"
+    )
     style: str | None = Field(None, max_length=64, description="neutral, casual, professional or academic")
     custom_prompt: str | None = Field(None, max_length=4000, description="instructions instead of a style")
     provider: str | None = Field(None, max_length=32, description="offline, openai or echo")

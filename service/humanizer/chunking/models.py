@@ -64,11 +64,6 @@ class Chunk(BaseModel):
     context_after: str | None = None
 
     @property
-    def needs_rewrite(self) -> bool:
-        """Whether this chunk is sent to the model."""
-        return self.kind == "prose"
-
-    @property
     def end(self) -> int:
         """Offset just past ``text`` in the original document."""
         return self.start + len(self.text)

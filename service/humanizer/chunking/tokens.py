@@ -43,7 +43,3 @@ def count_tokens(text: str) -> int:
 def estimate_tokens(text: str) -> int:
     """A cheap upper-leaning estimate: max(words+punctuation, chars/4)."""
     return max(len(_WORDISH.findall(text)), (len(text) + 3) // 4)
-
-
-def tokenizer_name() -> str:
-    return "cl100k_base (offline table)" if _encoder() is not None else "estimate (chars/4)"

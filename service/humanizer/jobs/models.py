@@ -88,11 +88,3 @@ class JobView(BaseModel):
     verification: dict[str, Any] | None = None
     ai_tell_score: TellScores | None = None  # once verified
     humanized_text: str | None = None
-
-    @property
-    def elapsed(self) -> float | None:
-        if self.started_at is None:
-            return None
-        import time
-
-        return (self.finished_at or time.time()) - self.created_at

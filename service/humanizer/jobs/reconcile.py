@@ -6,7 +6,7 @@ crashed Redis. A job with no progress for ``stall_seconds`` is therefore looked 
 
 - all chunks accounted for (output or dead letter) but not merged → send ``merge`` again;
 - merged but not finished (verify lost) → send ``verify`` again;
-- chunks missing → send a new chord for exactly those chunks (never a restart from scratch).
+- chunks missing → send exactly those chunks again (``replay.redrive``; never a restart from scratch).
 
 Every task is idempotent, so a re-drive of a job that was merely slow costs at most a few duplicate
 provider calls and never changes a result.
@@ -18,8 +18,8 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from humanizer.jobs.dispatch import dispatch
 from humanizer.jobs.models import JobStatus
+from humanizer.jobs.replay import redrive
 from humanizer.jobs.store import JobNotFound, JobStore
 from humanizer.logging import get_logger
 from humanizer.worker.celery_app import app, control_queue
@@ -48,17 +48,14 @@ def reconcile_once(store: JobStore, stall_seconds: float) -> list[Action]:
             actions.append(Action(job_id, "forget"))
             continue
         store.touch(job_id)
-        round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))
         if store.result(job_id) is not None:
+            round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))
             app.signature("humanizer.verify", args=(job_id,), queue=control_queue(), priority=0).apply_async(
                 task_id=f"{job_id}:verify:r{round_}"
             )
             actions.append(Action(job_id, "verify"))
             continue
-        total = int(meta["total"])
-        have = store.output_indices(job_id) | set(store.failures(job_id))
-        missing = [i for i in range(total) if i not in have]
-        dispatch(job_id, missing, round_, priority=store.meta(job_id).get("priority", "normal"))
+        missing = redrive(store, job_id)
         actions.append(Action(job_id, "redrive" if missing else "merge", len(missing)))
         store.incr(job_id, "redrives")
     for a in actions:

@@ -8,7 +8,9 @@ from humanizer.jobs.store import JobStore
 
 
 def redrive(store: JobStore, job_id: str) -> list[int]:
-    """Send a new chord for every chunk that has neither an output nor a recorded failure."""
+    """Send every chunk that has neither an output nor a recorded failure again, as a new round (it
+    replaces what the job had outstanding in the scheduler); with none missing, send the merge. Reopens an
+    ended job. The one re-drive of the reconciler, dead-letter replay and the operator's resume."""
     meta = store.meta(job_id)
     total = int(meta["total"])
     have = store.output_indices(job_id) | set(store.failures(job_id))
@@ -16,7 +18,7 @@ def redrive(store: JobStore, job_id: str) -> list[int]:
     if meta["status"] in ("SUCCESS", "FAILURE", "CANCELLED"):
         store.reopen(job_id, phase="rewriting")
     round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))
-    dispatch(job_id, missing, round_, priority=store.meta(job_id).get("priority", "normal"))
+    dispatch(job_id, missing, round_, priority=meta.get("priority", "normal"), tenant=meta.get("tenant") or "default")
     return missing
 
 

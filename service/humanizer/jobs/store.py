@@ -29,7 +29,11 @@ from typing import Any
 import redis
 
 from humanizer.jobs.models import TERMINAL, JobStatus, JobView, Progress, TellScores
+from humanizer.jobs.scheduler import job_keys as scheduler_keys
+from humanizer.logging import get_logger
 from humanizer.pricing import cost_usd
+
+log = get_logger("humanizer.store")
 
 _TERMINAL_ARGS = [s.value for s in TERMINAL]
 
@@ -109,6 +113,33 @@ return 1
 """
 
 
+# KEYS: job, chunks, result, active ; ARGV: now, job id. A record that lost fields every reader needs (a
+# crash between AOF fsyncs): ``total`` is the number of chunks, ``status`` is SUCCESS if the merged document
+# exists, else PROGRESS (the job is active again; the reconciler finishes it). Returns the repaired fields.
+_REPAIR = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+local fixed = {}
+if not redis.call('HGET', KEYS[1], 'total') then
+  redis.call('HSET', KEYS[1], 'total', redis.call('HLEN', KEYS[2]))
+  fixed[#fixed + 1] = 'total'
+end
+if not redis.call('HGET', KEYS[1], 'status') then
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('HSET', KEYS[1], 'status', 'SUCCESS', 'finished_at', ARGV[1])
+    redis.call('ZREM', KEYS[4], ARGV[2])
+  else
+    redis.call('HSET', KEYS[1], 'status', 'PROGRESS')
+    redis.call('ZADD', KEYS[4], ARGV[1], ARGV[2])
+  end
+  fixed[#fixed + 1] = 'status'
+end
+return fixed
+"""
+
+#: Fields without which a job record cannot be read; ``JobStore.meta`` repairs them (``_REPAIR``).
+REQUIRED_FIELDS = ("status", "total")
+
+
 class JobNotFound(KeyError):
     pass
 
@@ -147,13 +178,15 @@ class JobStore:
         self._keep_original = client.register_script(_KEEP_ORIGINAL)
         self._set_status = client.register_script(_SET_STATUS)
         self._reopen = client.register_script(_REOPEN)
+        self._repair = client.register_script(_REPAIR)
 
     # ---- keys ---------------------------------------------------------------------------
     def key(self, job_id: str, part: str = "") -> str:
         return f"{self.prefix}:job:{job_id}" + (f":{part}" if part else "")
 
     def _all_keys(self, job_id: str) -> list[str]:
-        return [self.key(job_id, p) for p in ("", "chunks", "out", "fail", "flags", "deliveries", "result", "report")]
+        own = [self.key(job_id, p) for p in ("", "chunks", "out", "fail", "flags", "deliveries", "result", "report")]
+        return own + scheduler_keys(self.prefix, job_id)
 
     @property
     def index_key(self) -> str:
@@ -202,6 +235,19 @@ class JobStore:
         data = self.r.hgetall(self.key(job_id))
         if not data:
             raise JobNotFound(job_id)
+        return self._repaired(job_id, data)
+
+    def _repaired(self, job_id: str, data: dict[str, str]) -> dict[str, str]:
+        """``data`` if it has every required field, else the record after ``_REPAIR`` (logged once)."""
+        if all(f in data for f in REQUIRED_FIELDS):
+            return data
+        keys = [self.key(job_id), self.key(job_id, "chunks"), self.key(job_id, "result"), self.active_key]
+        fixed = self._repair(keys=keys, args=[repr(time.time()), job_id])
+        if fixed:
+            log.warning("job.record_repaired", job_id=job_id, fields=",".join(map(str, fixed)))
+        data = self.r.hgetall(self.key(job_id))
+        if not data:
+            raise JobNotFound(job_id)
         return data
 
     def exists(self, job_id: str) -> bool:
@@ -231,6 +277,7 @@ class JobStore:
         meta, stored, raw = pipe.execute() if indices else (self.meta(job_id), [], [])
         if not meta:
             raise JobNotFound(job_id)
+        meta = self._repaired(job_id, meta)
         todo = [i for i, v in zip(indices, stored, strict=True) if v is None]
         chunks = dict(zip(indices, raw, strict=True))
         lost = [i for i in todo if chunks[i] is None]

@@ -63,13 +63,16 @@ def open_store(settings: Settings | None = None) -> JobStore:
 
 
 def submit_job(
-    req: JobRequest, settings: Settings | None = None, origin: Mapping[str, str] | None = None
+    req: JobRequest, settings: Settings | None = None, origin: Mapping[str, str] | None = None,
+    tenant: str | None = None,
 ) -> SubmittedJob:
     """Validate, split, store and dispatch ``req``.
 
     ``origin``: who submitted it, kept in the job record as ``origin_<key>`` fields (the operator
     records its HumanizeJob's kind, namespace, name and uid, to find jobs whose object is gone). Not part
-    of ``JobRequest``: API callers cannot set it.
+    of ``JobRequest``: API callers cannot set it. ``tenant``: whose share of the workers the job uses
+    (``HUMANIZER_TENANT_WEIGHTS``): the API passes ``token:<token id>``; by default a HumanizeJob's is
+    ``ns:<namespace>`` and anything else's ``default``.
     """
     s = settings or get_settings()
     style = req.style or s.style
@@ -104,6 +107,7 @@ def submit_job(
     store = open_store(s)
     job_id = req.job_id or uuid.uuid4().hex
     model = req.model or (s.openai_model if provider == "openai" else "")
+    tenant = tenant or (f"ns:{origin['namespace']}" if origin and origin.get("namespace") else "default")
     meta = {
         "provider": provider,
         "model": model,
@@ -115,12 +119,13 @@ def submit_job(
         "priority": req.priority,
         "token_budget": req.token_budget or "",
         "max_cost_usd": req.max_cost_usd or "",
+        "tenant": tenant,
         **{f"{ORIGIN_PREFIX}{k}": v for k, v in (origin or {}).items()},
     }
     ready = {c.index: c.text for c in chunks if c.kind != "prose"}
     model_indices = [c.index for c in chunks if c.kind == "prose"]
     store.create(job_id, meta, {c.index: chunk_to_dict(c) for c in chunks}, ready)
-    task_ids = dispatch(job_id, model_indices, priority=req.priority)
+    task_ids = dispatch(job_id, model_indices, priority=req.priority, tenant=tenant)
     eta = time.time() + estimate_seconds(store, len(model_indices), s)
     log.info("job.submitted", job_id=job_id, chunks=len(chunks), model_chunks=len(model_indices),
              provider=provider, style=meta["style"])

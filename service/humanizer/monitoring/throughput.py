@@ -1,6 +1,7 @@
 """Cluster-wide chunk throughput and error rate, kept as per-minute counters in Redis.
 
-Workers call :func:`record_chunk_outcome` once per finished chunk task; anyone (``humanizer monitor``,
+Workers call :func:`record_chunks` once per batch (the chunks it stored or took from the cache) and
+once per dead letter; anyone (``humanizer monitor``,
 the API) reads :func:`throughput`. Keys: ``<prefix>:stats:chunks:<ok|error>:<unix minute>``, kept 2 h.
 """
 
@@ -20,16 +21,26 @@ def _key(prefix: str, kind: str, minute: int) -> str:
     return f"{prefix}:stats:chunks:{kind}:{minute}"
 
 
+def record_chunks(client: redis.Redis, prefix: str, ok: int = 0, errors: int = 0, now: float | None = None) -> None:
+    """Count finished chunks: ``ok`` (stored, cached, original kept) and ``errors`` (dead-lettered)."""
+    minute = int((now or time.time()) // 60)
+    pipe = client.pipeline(transaction=False)
+    for kind, n in (("ok", ok), ("error", errors)):
+        if n > 0:
+            pipe.incrby(_key(prefix, kind, minute), n)
+            pipe.expire(_key(prefix, kind, minute), _KEEP_SECONDS)
+    if len(pipe):
+        pipe.execute()
+
+
 def record_chunk_outcome(client: redis.Redis, prefix: str, outcome: str, now: float | None = None) -> None:
-    """Count one finished chunk (``stored``/``kept_original`` → ok, ``dead_lettered`` → error)."""
+    """Count one finished chunk by its outcome (``stored``/``kept_original`` → ok, ``dead_lettered`` → error)."""
     if outcome in IGNORED_OUTCOMES:
         return
-    kind = "error" if outcome in ERROR_OUTCOMES else "ok"
-    key = _key(prefix, kind, int((now or time.time()) // 60))
-    pipe = client.pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, _KEEP_SECONDS)
-    pipe.execute()
+    if outcome in ERROR_OUTCOMES:
+        record_chunks(client, prefix, errors=1, now=now)
+    else:
+        record_chunks(client, prefix, ok=1, now=now)
 
 
 def throughput(client: redis.Redis, prefix: str, minutes: int = 5, now: float | None = None) -> dict[str, Any]:

@@ -12,12 +12,75 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import threading
-from collections.abc import Coroutine
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+class FairSlots:
+    """``n`` call slots shared fairly between jobs: a freed slot goes to the waiting call whose job has
+    the fewest calls running in this process (the oldest waiter on a tie), not to whoever queued first.
+
+    The fair scheduler keeps every worker thread holding a batch, so a new job's batch often arrives
+    while older batches wait for slots here; without this it would wait behind all of them. Use on the
+    engine's loop only (not thread-safe)."""
+
+    def __init__(self, n: int) -> None:
+        self.free = n
+        self.running: dict[str, int] = {}
+        self.waiting: dict[str, deque[tuple[int, asyncio.Future[None]]]] = {}
+        self._seq = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        await self._acquire(key)
+        try:
+            yield
+        finally:
+            self._release(key)
+
+    async def _acquire(self, key: str) -> None:
+        if self.free > 0 and not self.waiting:
+            self.free -= 1
+            self.running[key] = self.running.get(key, 0) + 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (next(self._seq), fut)
+        self.waiting.setdefault(key, deque()).append(entry)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # the slot was handed over just before: give it back
+                self._release(key)
+            else:
+                queue = self.waiting.get(key)
+                if queue is not None and entry in queue:
+                    queue.remove(entry)
+                    if not queue:
+                        del self.waiting[key]
+            raise
+
+    def _release(self, key: str) -> None:
+        left = self.running.get(key, 0) - 1
+        if left > 0:
+            self.running[key] = left
+        else:
+            self.running.pop(key, None)
+        if not self.waiting:
+            self.free += 1
+            return
+        nxt = min(self.waiting, key=lambda k: (self.running.get(k, 0), self.waiting[k][0][0]))
+        queue = self.waiting[nxt]
+        _, fut = queue.popleft()
+        if not queue:
+            del self.waiting[nxt]
+        self.running[nxt] = self.running.get(nxt, 0) + 1
+        fut.set_result(None)
 
 
 class CallEngine:
@@ -29,7 +92,7 @@ class CallEngine:
 
     def __init__(self, calls: int = 0) -> None:
         self.calls = calls
-        self._slots = asyncio.Semaphore(calls) if calls > 0 else None
+        self._slots = FairSlots(calls) if calls > 0 else None
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="humanizer-calls", daemon=True)
         self._thread.start()
@@ -38,9 +101,10 @@ class CallEngine:
         """Run ``coro`` on the engine's loop and wait for its result (from any other thread)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        """Hold one of the process's call slots (no limit when ``calls`` is 0). Use on the engine's loop."""
-        return self._slots if self._slots is not None else contextlib.nullcontext()
+    def slot(self, job_id: str = "") -> contextlib.AbstractAsyncContextManager[Any]:
+        """Hold one of the process's call slots for a call of ``job_id`` (no limit when ``calls`` is 0),
+        shared fairly between jobs (``FairSlots``). Use on the engine's loop."""
+        return self._slots.hold(job_id) if self._slots is not None else contextlib.nullcontext()
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -29,17 +29,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_ready
+from celery.signals import worker_process_shutdown, worker_ready
 
 from humanizer import metrics
 from humanizer.chunking import PlaceholderError, count_tokens, mask, unmask
 from humanizer.chunking.sentences import split_in_two
 from humanizer.config import Settings, get_settings
-from humanizer.jobs import assembly
+from humanizer.jobs import assembly, dispatch
 from humanizer.jobs.deadletters import DeadLetters
 from humanizer.jobs.models import JobStatus
 from humanizer.jobs.store import ChunkOutput, JobNotFound, JobStore
 from humanizer.logging import get_logger
+from humanizer.monitoring import throughput
 from humanizer.pricing import cost_usd
 from humanizer.providers import Provider, ProviderError, RewriteRequest, RewriteResult, build_provider
 from humanizer.providers.sizing import retry_max_tokens, size_max_tokens
@@ -140,7 +141,9 @@ def humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, Any
     wait = metrics.queue_wait_seconds(self.request)
     if wait is not None:
         metrics.observe_queue_wait(wait, "humanize")
-    return _humanize_batch(self, job_id, [int(i) for i in indices])
+    outcome = _humanize_batch(self, job_id, [int(i) for i in indices])  # a retry raises: not finished
+    dispatch.batch_finished(job_id, str(self.request.id))  # the job's last batch sends its merge
+    return outcome
 
 
 @dataclass
@@ -207,6 +210,7 @@ def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, An
         "batch.done", chunks=len(indices), cached=len(hits), poisoned=len(poisoned),
         attempt=self.request.retries + 1, **dict(sorted(outcomes.items())),
     )
+    throughput.record_chunks(store.r, store.prefix, ok=outcomes["stored"] + len(hits))  # humanizer monitor
     _settle_failures(self, store, job_id, chunks, calls, bound)
     return {**summary, "outcome": "done", **outcomes}
 
@@ -263,7 +267,7 @@ class _Caller:
         (rate-limit wait included, so a reserved start is kept); storing the output happens after it is
         released, so the next chunk's call is not held up by Redis."""
         estimate = tokens * 2 + 200
-        async with self.engine.slot():
+        async with self.engine.slot(self.job_id):
             waited = self.limiter.reserve(tokens=estimate)
             if self.limiter.limits.enabled:
                 metrics.observe_rate_limit_wait(waited)
@@ -463,6 +467,7 @@ def _dead_letter(
         return {"index": index, "outcome": "duplicate"}
     metrics.count_dead_letter(error_kind)
     metrics.observe_chunk("dead_lettered", 0.0)
+    throughput.record_chunks(store.r, store.prefix, errors=1)
     log.error(
         "chunk.dead_lettered", job_id=job_id, chunk_id=index, task_id=task.request.id, error_kind=error_kind,
         status_code=err.status_code, attempts=attempts,
@@ -508,14 +513,26 @@ def verify(self: Task, job_id: str) -> dict[str, Any]:
 
 
 @worker_ready.connect
-def _on_worker_ready(**_: Any) -> None:
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     port = metrics.start_worker_metrics_server()
     if port:
         log.info("worker.metrics", port=port)
     s = get_settings()
     # build the default provider now (imports the SDK), not inside the first chunk's time budget
     _provider(s.provider, s.openai_model)
+    from humanizer.worker.scheduling import SchedulingThread
+
+    # the window counts the threads this worker really runs (--concurrency may differ from the setting)
+    threads = getattr(getattr(sender, "controller", None), "concurrency", None) or s.celery_worker_concurrency
+    SchedulingThread(get_store(s), s, concurrency=int(threads)).start()
     if s.reconcile_interval_seconds > 0:
         from humanizer.jobs.reconcile import ReconcilerThread
 
         ReconcilerThread(get_store(s), s.reconcile_interval_seconds, s.stall_seconds).start()
+
+
+@worker_process_shutdown.connect
+def _on_worker_process_shutdown(pid: int | None = None, **_: Any) -> None:
+    """Prefork children in Prometheus multiprocess mode: drop the dead child's live gauges."""
+    if pid:
+        metrics.mark_worker_process_dead(pid)

@@ -142,7 +142,7 @@ def create_job(
             limit=api.max_active_jobs_per_token,
         )
     try:
-        job = submit_job(request, effective)
+        job = submit_job(request, effective, tenant=f"token:{principal.token_id}")
     except BaseException as exc:
         active.release(principal.token_id, reservation)
         if idempotency_key is not None:
