@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from humanizer.jobs.deadletters import DeadLetter
 from humanizer.jobs.models import JobRequest, JobStatus, TellScores
 
+#: Text the API accepts: not only whitespace, no NUL byte (what ``jobs.submit.validate_text`` refuses).
+TEXT_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+Style = Literal["neutral", "casual", "professional", "academic"]
+ProviderName = Literal["offline", "openai", "echo"]
+
 
 class JobCreate(BaseModel):
     """A document (``text``) or pre-split ``chunks``, with the style (or a custom prompt) and model options."""
 
-    model_config = ConfigDict(extra="forbid")
+    # exactly one of text and chunks, as the schema says (``oneOf``) and the model checks (``JobRequest``)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["text"], "properties": {"text": {"type": "string"}}},
+        {"required": ["chunks"], "properties": {"chunks": {"type": "array"}}},
+    ]})
 
-    text: str | None = Field(None, description="the document; it is split into chunks for you")
-    chunks: list[str] | None = Field(
+    text: str | None = Field(None, pattern=TEXT_PATTERN, description="the document; it is split into chunks for you")
+    chunks: list[Annotated[str, Field(pattern=TEXT_PATTERN)]] | None = Field(
         None, min_length=1, description="pre-split chunks (at least one); the result joins them with blank lines"
     )
-    style: str | None = Field(None, max_length=64, description="neutral, casual, professional or academic")
+    style: Style | None = Field(None, description="the register of the rewrite")
     custom_prompt: str | None = Field(None, max_length=4000, description="instructions instead of a style")
-    provider: str | None = Field(None, max_length=32, description="offline, openai or echo")
+    provider: ProviderName | None = Field(None, description="the provider (default: the server's)")
     model: str | None = Field(None, max_length=128)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(None, ge=1, le=128_000)
@@ -35,14 +44,21 @@ class JobCreate(BaseModel):
     job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
                                description="choose the job id (optional)")
 
-    @model_validator(mode="after")
-    def _valid_unicode(self) -> JobCreate:
-        """Refuse unpaired surrogates (valid in JSON escapes, not encodable as UTF-8 for Redis)."""
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        """Refuse unpaired surrogates (valid in JSON escapes, not encodable as UTF-8 for Redis), before the
+        field checks, so the answer says what is wrong."""
+        if not isinstance(data, dict):
+            return data
         for name in ("text", "style", "custom_prompt", "provider", "model"):
-            _check_utf8(getattr(self, name), name)
-        for i, chunk in enumerate(self.chunks or []):
-            _check_utf8(chunk, f"chunks[{i}]")
-        return self
+            if isinstance(data.get(name), str):
+                _check_utf8(data[name], name)
+        chunks = data.get("chunks")
+        for i, chunk in enumerate(chunks if isinstance(chunks, list) else []):
+            if isinstance(chunk, str):
+                _check_utf8(chunk, f"chunks[{i}]")
+        return data
 
     def to_request(self) -> JobRequest:
         return JobRequest(**self.model_dump())

@@ -257,7 +257,18 @@ def cancel_job(job_id: JobId, principal: PrincipalDep, store: StoreDep, response
     responses={
         200: {
             "description": "an event stream; each event's data is a Job object (JSON); ':' lines are heartbeats",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            # one schema per event (OpenAPI 3.2's SSE convention): its fields as the stream sends them
+            "content": {"text/event-stream": {"schema": {
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "event": {"type": "string", "enum": ["progress", "end"]},
+                    "data": {"type": "string", "contentMediaType": "application/json",
+                             "description": "a Job object (JSON), as GET /v1/jobs/{job_id} returns it"},
+                    "id": {"type": "string"},
+                    "retry": {"type": "integer"},
+                },
+            }}},
         },
         **problem_responses(401, 404, 422, 503),
     },
