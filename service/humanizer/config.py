@@ -10,8 +10,10 @@ import functools
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from humanizer.providers.targets import Target, check_unique, parse_also_on
 
 DEFAULT_KEY_PREFIX = "hz"
 QUEUE_NAMES = ("humanize", "control")  # the logical queues: chunk batches; merge and verify
@@ -60,6 +62,45 @@ class Settings(BaseSettings):
     max_tokens_margin: int = Field(
         64, ge=0, le=32_000, validation_alias=_env("HUMANIZER_MAX_TOKENS_MARGIN", "max_tokens_margin")
     )
+
+    # --- fallback chain (docs/providers.md) -------------------------------------------------
+    fallback_targets: list[Target] = Field(
+        default_factory=list, validation_alias=_env("HUMANIZER_FALLBACK_TARGETS", "fallback_targets"),
+        description="JSON list of fallback targets tried in order after the job's own provider and model "
+        "('primary'): name, provider, model, base_url, api_key_env (the variable that holds the key), rpm, tpm, "
+        "price_in, price_out, timeout",
+    )
+    fallback_also_on: str = Field(
+        "", validation_alias=_env("HUMANIZER_FALLBACK_ALSO_ON", "fallback_also_on"),
+        description="comma-separated error kinds that also fall over (at once): auth, permission, "
+        "quota_exhausted, content_policy, not_found; by default they never do",
+    )
+    fallback_retries: int | None = Field(
+        None, ge=0, le=100, validation_alias=_env("HUMANIZER_FALLBACK_RETRIES", "fallback_retries"),
+        description="retries of a chunk on one target of a chain before it falls over (default "
+        "CELERY_TASK_MAX_RETRIES)",
+    )
+    breaker_failures: int = Field(
+        5, ge=0, le=10_000, validation_alias=_env("HUMANIZER_BREAKER_FAILURES", "breaker_failures"),
+        description="consecutive failures (5xx, timeouts, connection errors) that open a target's circuit "
+        "breaker in a chain (0: no breaker)",
+    )
+    breaker_cooldown_seconds: float = Field(
+        30.0, gt=0.0, le=86_400, validation_alias=_env("HUMANIZER_BREAKER_COOLDOWN_SECONDS",
+                                                       "breaker_cooldown_seconds"),
+        description="seconds an open breaker skips its target before one half-open probe call",
+    )
+
+    @field_validator("fallback_targets")
+    @classmethod
+    def _unique_targets(cls, v: list[Target]) -> list[Target]:
+        check_unique(v)
+        return v
+
+    @field_validator("fallback_also_on")
+    @classmethod
+    def _known_kinds(cls, v: str) -> str:
+        return ",".join(parse_also_on(v))
 
     offline_latency: float = Field(
         0.0, ge=0.0, le=30.0, validation_alias=_env("HUMANIZER_OFFLINE_LATENCY", "offline_latency")
@@ -180,6 +221,17 @@ class Settings(BaseSettings):
             )
         if self.celery_task_soft_time_limit >= self.celery_task_time_limit:
             raise ValueError("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+
+    @property
+    def fallback_also_on_kinds(self) -> tuple[str, ...]:
+        return parse_also_on(self.fallback_also_on)
+
+    def fallback_target(self, name: str) -> Target | None:
+        return next((t for t in self.fallback_targets if t.name == name), None)
+
+    @property
+    def retries_per_target(self) -> int:
+        return self.celery_task_max_retries if self.fallback_retries is None else self.fallback_retries
 
     @property
     def calls_per_worker(self) -> int:

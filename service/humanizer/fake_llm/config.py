@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FaultKind = Literal[
     "429", "500", "502", "503", "timeout", "400", "401", "403", "404", "422",
-    "insufficient_quota", "content_filter", "empty", "length",
+    "insufficient_quota", "content_filter", "context_length", "empty", "length",
 ]
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
 Mode = Literal["rewrite", "echo", "drop-number", "nonce"]

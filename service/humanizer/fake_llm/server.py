@@ -214,6 +214,9 @@ def _fault_response(rule: FaultRule) -> web.Response | None:
                       "invalid_request_error", "model_not_found", param="model")
     if kind == "422":
         return _error(422, "Unprocessable request (injected fault).", "invalid_request_error", None)
+    if kind == "context_length":
+        return _error(400, "This model's maximum context length is exceeded (injected).", "invalid_request_error",
+                      "context_length_exceeded", param="messages")
     if kind == "content_filter":
         return _error(400, "The response was filtered due to the prompt triggering the content management "
                       "policy.", "invalid_request_error", "content_filter", param="prompt")

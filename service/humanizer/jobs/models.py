@@ -42,6 +42,16 @@ class JobRequest(BaseModel):
     priority: Literal["high", "normal", "low"] = "normal"
     token_budget: int | None = Field(None, ge=1, description="stop the job once it used this many tokens")
     max_cost_usd: float | None = Field(None, gt=0, description="stop the job once it cost this much")
+    fallback: list[str] | None = Field(
+        None, max_length=16,
+        description="fallback targets (names from HUMANIZER_FALLBACK_TARGETS) tried in this order after the job's "
+        "own provider and model; None: all configured ones, []: none",
+    )
+    fallback_also_on: list[str] | None = Field(
+        None, max_length=8,
+        description="error kinds that also fall over: auth, permission, quota_exhausted, content_policy, "
+        "not_found; None: HUMANIZER_FALLBACK_ALSO_ON",
+    )
     job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
     @model_validator(mode="after")
@@ -66,6 +76,23 @@ class TellScores(BaseModel):
     after: float
 
 
+class TargetFigures(BaseModel):
+    """What one target of the job's chain did (``primary``: the job's own provider and model)."""
+
+    name: str
+    provider: str
+    model: str
+    chunks: int = Field(0, description="chunks whose stored rewrite this target made")
+    calls: int = Field(0, description="provider calls made (a truncated reply's retry is a call too)")
+    errors: dict[str, int] = Field(default_factory=dict, description="failed calls by error kind")
+    skipped: int = Field(0, description="calls not made because the target's circuit breaker was open")
+    fallovers: int = Field(0, description="times a chunk left this target for the next one")
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_seconds: float | None = Field(None, description="mean seconds per call")
+
+
 class JobView(BaseModel):
     """Everything a caller may read about a job at any moment."""
 
@@ -87,6 +114,7 @@ class JobView(BaseModel):
     dead_letters: int
     verification: dict[str, Any] | None = None
     ai_tell_score: TellScores | None = None  # once verified
+    targets: list[TargetFigures] | None = None  # per target of the chain (None: a job without fallbacks)
     humanized_text: str | None = None
 
     @property
