@@ -28,12 +28,20 @@ def failed_status(
 def mirrored(view: JobView) -> dict[str, Any]:
     """The status fields that follow the job record (counts, tokens), whatever the phase."""
     p = view.progress
-    return {
+    out: dict[str, Any] = {
         "progress": {"done": p.completed, "failed": p.failed, "total": p.total, "summary": f"{p.completed}/{p.total}"},
         "tokens": {"input": view.tokens_in, "output": view.tokens_out},
         "retries": view.retries,
         "deadLetters": view.dead_letters,
     }
+    if view.targets:  # a job with fallback targets: what each target of its chain did
+        out["targets"] = [
+            {"name": t.name, "model": t.model, "chunks": t.chunks, "calls": t.calls, "errors": sum(t.errors.values()),
+             "skipped": t.skipped, "fallovers": t.fallovers, "tokens": {"input": t.tokens_in, "output": t.tokens_out},
+             "costUSD": f"{t.cost_usd:.6f}"}
+            for t in view.targets
+        ]
+    return out
 
 
 def phase_of(status: JobStatus) -> str:

@@ -107,8 +107,24 @@ def print_summary(view: JobView, seconds: float) -> None:
            if view.ai_tell_score else ""),
         highlight=False,
     )
+    for line in target_lines(view):
+        console.print(line, highlight=False)
     if view.error:
         console.print(f"[red]{view.error}[/]", highlight=False)
+
+
+def target_lines(view: JobView) -> list[str]:
+    """One line per target of the job's fallback chain (none for a job without fallback targets)."""
+    lines = []
+    for t in view.targets or []:
+        errors = ", ".join(f"{n} {k}" for k, n in t.errors.items()) or "no errors"
+        latency = f"{t.latency_seconds:.3f} s/call" if t.latency_seconds is not None else "no calls"
+        lines.append(
+            f"  target {t.name} ({t.provider}{'/' + t.model if t.model else ''}): {t.chunks} chunks, {t.calls} calls, "
+            f"{errors}, {t.skipped} skipped (breaker open), {t.fallovers} fell over, tokens in/out "
+            f"{t.tokens_in:,}/{t.tokens_out:,}, ${t.cost_usd:.4f}, {latency}"
+        )
+    return lines
 
 
 def print_report(view: JobView) -> None:
@@ -130,6 +146,11 @@ def run(
     verify: Annotated[bool, typer.Option(help="run the verification step")] = True,
     chunk_tokens: Annotated[int | None, typer.Option(help="token budget per chunk")] = None,
     priority: Annotated[str, typer.Option(help="high, normal or low")] = "normal",
+    fallback: Annotated[
+        str | None,
+        typer.Option(help="fallback targets by name, comma-separated, in order ('' for none; default: all of "
+                     "HUMANIZER_FALLBACK_TARGETS)"),
+    ] = None,
     local: Annotated[
         int, typer.Option(help="start an embedded Redis and this many local workers for the run (0: use REDIS_*)")
     ] = 0,
@@ -145,6 +166,7 @@ def run(
         req = JobRequest(
             text=text, style=style, custom_prompt=prompt, provider=provider, model=model,
             chunk_max_tokens=chunk_tokens, verify=verify, priority=priority,
+            fallback=None if fallback is None else [n.strip() for n in fallback.split(",") if n.strip()],
         )
     except ValueError as exc:
         raise fail(str(exc).splitlines()[0], 2) from None

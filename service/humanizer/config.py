@@ -7,6 +7,7 @@ Environment names from the product brief are kept as they are (``OPENAI_API_KEY`
 from __future__ import annotations
 
 import functools
+import json
 from typing import Literal
 from urllib.parse import quote
 
@@ -90,6 +91,14 @@ class Settings(BaseSettings):
                                                        "breaker_cooldown_seconds"),
         description="seconds an open breaker skips its target before one half-open probe call",
     )
+
+    @field_validator("fallback_targets", mode="before")
+    @classmethod
+    def _targets_json(cls, v: object) -> object:
+        """JSON text as well (what the environment holds; a ConfigMap's data validated as it is)."""
+        if isinstance(v, str):
+            return json.loads(v) if v.strip() else []
+        return v
 
     @field_validator("fallback_targets")
     @classmethod

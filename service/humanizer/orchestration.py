@@ -73,6 +73,8 @@ class OrchestrationService:
             "progress": view.progress.model_dump(),
             "retries": view.retries,
             "tokens": {"input": view.tokens_in, "output": view.tokens_out},
+            "cost_usd": view.cost_usd,
+            "targets": [t.model_dump() for t in view.targets] if view.targets else None,
             "dead_letters": view.dead_letters,
             "ai_tell_score": view.ai_tell_score.model_dump() if view.ai_tell_score else None,
             "error": view.error,

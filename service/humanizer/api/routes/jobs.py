@@ -68,6 +68,8 @@ def job_out(view: JobView, verification_passed: bool | None = None) -> JobOut:
         error=view.error,
         verification_passed=verification_passed,
         ai_tell_score=view.ai_tell_score,
+        cost_usd=view.cost_usd,
+        targets=view.targets,
         links=links(view.job_id),
     )
 
