@@ -352,6 +352,10 @@ class _JobEnded(Exception):
     """The job was cancelled or stopped while a chunk waited for a rate-limit slot."""
 
 
+class _BreakerOpen(Exception):
+    """The target's circuit breaker is open (or half-open with its probe out): the call was not made."""
+
+
 class _Truncated(Exception):
     """Every attempt at a chunk was cut off at max_tokens (the message says how; it carries no text)."""
 
@@ -372,6 +376,8 @@ class _Caller:
     target: str = PRIMARY
     figures: collections.Counter[str] | None = None  # this target's figures in the batch (chains only)
     prices: Mapping[str, tuple[float, float]] | None = None  # default: the store's price table
+    breaker: CircuitBreaker | None = None  # the target's (chains only)
+    admitted: bool = False  # the breaker let this chunk's calls through
 
     def _count(self, seconds: float, kind: str | None = None) -> None:
         if self.figures is not None:
@@ -386,6 +392,12 @@ class _Caller:
         released, so the next chunk's call is not held up by Redis."""
         estimate = tokens * 2 + 200
         async with self.engine.slot():
+            # the breaker is asked once per chunk and target, when the call is about to go (not before its
+            # wait for a slot: it may have opened meanwhile); a half-open breaker admits this chunk as its probe
+            if self.breaker is not None and not self.admitted:
+                if not self.breaker.allow():
+                    raise _BreakerOpen
+                self.admitted = True
             waited = self.limiter.reserve(tokens=estimate)
             if self.limiter.limits.enabled:
                 metrics.observe_rate_limit_wait(waited)
@@ -502,7 +514,14 @@ async def _call_one(
 
     while True:
         hop = chain[p]
-        if hop.breaker is not None and not hop.breaker.allow():
+        model = hop.model or meta.get("model") or s.openai_model
+        call = _Caller(engine, store, job_id, hop.provider, hop.provider_name, model, hop.limiter,
+                       target=hop.name, figures=figures[hop.name] if chained else None, prices=hop.prices,
+                       breaker=hop.breaker)
+        try:
+            text, how = await _complete_rewrite(call, request if p == 0 else replace(request, model=hop.model or None),
+                                                tokens, cap)
+        except _BreakerOpen:
             figures[hop.name]["skipped"] += 1
             if p + 1 < len(chain):
                 metrics.count_fallover(hop.name, "breaker_open")
@@ -512,12 +531,6 @@ async def _call_one(
             err = ProviderError(ErrorKind.SERVER_ERROR, "every remaining target of the chain has its circuit open",
                                 retry_after=wait or None)
             return failed("failed", err, hop, retries - arrived < s.retries_per_target)
-        model = hop.model or meta.get("model") or s.openai_model
-        call = _Caller(engine, store, job_id, hop.provider, hop.provider_name, model, hop.limiter,
-                       target=hop.name, figures=figures[hop.name] if chained else None, prices=hop.prices)
-        try:
-            text, how = await _complete_rewrite(call, request if p == 0 else replace(request, model=hop.model or None),
-                                                tokens, cap)
         except _JobEnded:
             spent_in, spent_out = spent_in + call.tokens_in, spent_out + call.tokens_out
             store.incr(job_id, "skipped")
