@@ -144,6 +144,13 @@ def _breaker(target: str, key_id: str, timeout: float) -> CircuitBreaker:
     return CircuitBreaker(get_redis(s), target, key_id, cfg, prefix=s.key_prefix, on_transition=_on_breaker)
 
 
+_Figures = collections.defaultdict[str, float]  # one target's figures in a batch: calls, err.<kind>, seconds...
+
+
+def _new_figures() -> collections.defaultdict[str, _Figures]:
+    return collections.defaultdict(lambda: collections.defaultdict(float))
+
+
 @dataclass(frozen=True)
 class _Hop:
     """One target of a job's chain, as this worker calls it."""
@@ -297,7 +304,7 @@ def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, An
     engine = get_engine(s.worker_calls)
     chain = _chain(store, meta)
     routes = store.routes(job_id, todo) if len(chain) > 1 else {}
-    figures: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    figures: dict[str, _Figures] = _new_figures()
     calls = engine.run(_call_all(
         engine, self.request.retries, store, job_id, meta, chunks, keys, todo, chain, routes, figures,
     )) if todo else []
@@ -336,12 +343,12 @@ def _count(indices: list[int], outcome: str, seconds: float = 0.0) -> None:
 async def _call_all(
     engine: CallEngine, retries: int, store: JobStore, job_id: str, meta: dict[str, str],
     chunks: dict[int, dict[str, Any]], keys: dict[int, str], todo: list[int], chain: list[_Hop] | None = None,
-    routes: dict[int, tuple[int, int]] | None = None, figures: dict[str, collections.Counter[str]] | None = None,
+    routes: dict[int, tuple[int, int]] | None = None, figures: dict[str, _Figures] | None = None,
 ) -> list[_Call]:
     """Run the provider calls of one batch concurrently on the engine's loop, each in one of its slots."""
     chain = chain or _chain(store, meta)
     routes = routes or {}
-    figures = figures if figures is not None else collections.defaultdict(collections.Counter)
+    figures = figures if figures is not None else _new_figures()
     return list(await asyncio.gather(
         *(_call_one(engine, retries, store, job_id, meta, i, chunks[i], keys.get(i, ""), chain, routes.get(i),
                     figures) for i in todo)
@@ -374,7 +381,7 @@ class _Caller:
     tokens_in: int = 0
     tokens_out: int = 0
     target: str = PRIMARY
-    figures: collections.Counter[str] | None = None  # this target's figures in the batch (chains only)
+    figures: _Figures | None = None  # this target's figures in the batch (chains only)
     prices: Mapping[str, tuple[float, float]] | None = None  # default: the store's price table
     breaker: CircuitBreaker | None = None  # the target's (chains only)
     admitted: bool = False  # the breaker let this chunk's calls through
@@ -473,7 +480,7 @@ async def _complete_rewrite(call: _Caller, request: RewriteRequest, tokens: int,
 async def _call_one(
     engine: CallEngine, retries: int, store: JobStore, job_id: str, meta: dict[str, str], index: int,
     chunk: dict[str, Any], key: str, chain: list[_Hop] | None = None, route: tuple[int, int] | None = None,
-    figures: dict[str, collections.Counter[str]] | None = None,
+    figures: dict[str, _Figures] | None = None,
 ) -> _Call:
     """One chunk: mask, call its target (``_complete_rewrite``), unmask, store.
 
@@ -484,7 +491,7 @@ async def _call_one(
     this same attempt."""
     s = get_settings()
     chain = chain or _chain(store, meta)
-    figures = figures if figures is not None else collections.defaultdict(collections.Counter)
+    figures = figures if figures is not None else _new_figures()
     masked = mask(chunk["text"])
     tokens = int(chunk.get("tokens") or 0)
     if masked.spans or not tokens:  # what the model sees and must give back: the masked text
