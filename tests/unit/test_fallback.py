@@ -193,3 +193,27 @@ def test_the_chain_a_job_gets() -> None:
     # without configured targets a job has no chain
     chain, _ = resolve_chain(JobRequest(text="x"), Settings(), "offline", "")
     assert [c["name"] for c in chain] == ["primary"]
+
+
+# ---- the HumanizeJob side --------------------------------------------------------------------------------
+def test_humanizejob_spec_and_status() -> None:
+    from humanizer.jobs.models import JobView, Progress, TargetFigures
+    from humanizer_operator.handlers.jobs import build_request
+    from humanizer_operator.status import mirrored
+
+    req = build_request({"model": {"provider": "openai", "fallback": ["cheap", "local"],
+                                   "fallbackAlsoOn": ["auth"]}}, "text", "hj-1")
+    assert (req.fallback, req.fallback_also_on) == (["cheap", "local"], ["auth"])
+    assert build_request({"model": {}}, "text", "hj-2").fallback is None, "unset: the configured targets"
+    view = JobView(
+        job_id="x", status="SUCCESS", phase="done", progress=Progress(completed=2, failed=0, skipped=0, total=2,
+                                                                      percentage=100.0),
+        provider="openai", model="m", style="neutral", retries=0, tokens_in=30, tokens_out=20, created_at=0.0,
+        started_at=None, finished_at=None, error=None, dead_letters=0,
+        targets=[TargetFigures(name="primary", provider="openai", model="m", calls=3, errors={"timeout": 3}),
+                 TargetFigures(name="cheap", provider="openai", model="n", chunks=2, calls=2, tokens_in=30,
+                               tokens_out=20, cost_usd=0.0000123)],
+    )
+    status = mirrored(view)["targets"]
+    assert status[0]["errors"] == 3 and status[1]["chunks"] == 2 and status[1]["costUSD"] == "0.000012"
+    assert "targets" not in mirrored(view.model_copy(update={"targets": None})), "no chain, no status.targets"
