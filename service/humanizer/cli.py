@@ -33,6 +33,12 @@ console = Console(stderr=True)
 out = Console()
 
 
+SECOND_PASS_HELP = (
+    "one more call, naming what to fix, for a chunk whose rewrite dropped a fact or reads machine-written "
+    "(default: HUMANIZER_SECOND_PASS, on for the openai provider)"
+)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
@@ -104,7 +110,9 @@ def print_summary(view: JobView, seconds: float) -> None:
         f"tokens in/out {view.tokens_in:,}/{view.tokens_out:,}, provider {view.provider}"
         + (f" ({view.model})" if view.model else "")
         + (f", AI-tell score {view.ai_tell_score.before:.1f} → {view.ai_tell_score.after:.1f}"
-           if view.ai_tell_score else ""),
+           if view.ai_tell_score else "")
+        + (f", second passes {view.second_pass.calls} ({view.second_pass.kept} kept, "
+           f"{view.second_pass.over_budget} over budget)" if view.second_pass else ""),
         highlight=False,
     )
     if view.error:
@@ -130,6 +138,9 @@ def run(
     verify: Annotated[bool, typer.Option(help="run the verification step")] = True,
     chunk_tokens: Annotated[int | None, typer.Option(help="token budget per chunk")] = None,
     priority: Annotated[str, typer.Option(help="high, normal or low")] = "normal",
+    second_pass: Annotated[
+        bool | None, typer.Option("--second-pass/--no-second-pass", help=SECOND_PASS_HELP, show_default=False)
+    ] = None,
     local: Annotated[
         int, typer.Option(help="start an embedded Redis and this many local workers for the run (0: use REDIS_*)")
     ] = 0,
@@ -144,7 +155,7 @@ def run(
     try:
         req = JobRequest(
             text=text, style=style, custom_prompt=prompt, provider=provider, model=model,
-            chunk_max_tokens=chunk_tokens, verify=verify, priority=priority,
+            chunk_max_tokens=chunk_tokens, verify=verify, priority=priority, second_pass=second_pass,
         )
     except ValueError as exc:
         raise fail(str(exc).splitlines()[0], 2) from None

@@ -75,6 +75,7 @@ class OrchestrationService:
             "tokens": {"input": view.tokens_in, "output": view.tokens_out},
             "dead_letters": view.dead_letters,
             "ai_tell_score": view.ai_tell_score.model_dump() if view.ai_tell_score else None,
+            "second_pass": view.second_pass.model_dump() if view.second_pass else None,
             "error": view.error,
             "created_at": view.created_at,
             "started_at": view.started_at,

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from humanizer.jobs.deadletters import DeadLetter
-from humanizer.jobs.models import JobRequest, JobStatus, TellScores
+from humanizer.jobs.models import JobRequest, JobStatus, SecondPassFigures, TellScores
 
 
 class JobCreate(BaseModel):
@@ -30,6 +30,10 @@ class JobCreate(BaseModel):
     priority: Literal["high", "normal", "low"] = Field("normal", description="queue priority")
     token_budget: int | None = Field(None, ge=1, le=10**12, description="stop the job once it used this many tokens")
     max_cost_usd: float | None = Field(None, gt=0, le=1e6, description="stop the job once it cost this much (USD)")
+    second_pass: bool | None = Field(
+        None, description="one more call, naming what to fix, for a chunk whose rewrite dropped a fact or still "
+        "reads machine-written (default: HUMANIZER_SECOND_PASS, on for model providers)",
+    )
     job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
                                description="choose the job id (optional)")
 
@@ -100,6 +104,9 @@ class JobOut(BaseModel):
     verification_passed: bool | None = None
     ai_tell_score: TellScores | None = Field(
         None, description="AI-tell score (0-100, docs/ai-tells.md) of the prose before and after, once verified"
+    )
+    second_pass: SecondPassFigures | None = Field(
+        None, description="second passes: extra calls, second rewrites kept, chunks refused by the budget, tokens, cost"
     )
     links: dict[str, str]
 

@@ -42,6 +42,10 @@ class JobRequest(BaseModel):
     priority: Literal["high", "normal", "low"] = "normal"
     token_budget: int | None = Field(None, ge=1, description="stop the job once it used this many tokens")
     max_cost_usd: float | None = Field(None, gt=0, description="stop the job once it cost this much")
+    second_pass: bool | None = Field(
+        None, description="one more call, naming what to fix, for a chunk whose rewrite dropped a fact or reads "
+        "machine-written (None: HUMANIZER_SECOND_PASS, by default on for model providers)",
+    )
     job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
     @model_validator(mode="after")
@@ -66,6 +70,18 @@ class TellScores(BaseModel):
     after: float
 
 
+class SecondPassFigures(BaseModel):
+    """The job's second passes (worker/second_pass.py): extra calls, how often the second rewrite was kept,
+    chunks refused one by the budget, and their tokens and estimated cost (also in the job's totals)."""
+
+    calls: int
+    kept: int
+    over_budget: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float = 0.0
+
+
 class JobView(BaseModel):
     """Everything a caller may read about a job at any moment."""
 
@@ -87,6 +103,7 @@ class JobView(BaseModel):
     dead_letters: int
     verification: dict[str, Any] | None = None
     ai_tell_score: TellScores | None = None  # once verified
+    second_pass: SecondPassFigures | None = None  # once a chunk had one (or the budget refused one)
     humanized_text: str | None = None
 
     @property

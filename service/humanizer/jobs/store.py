@@ -14,6 +14,7 @@ Keys (prefix ``hz`` by default)::
     hz:job:<id>:result   string the merged document (first writer wins)
     hz:job:<id>:report   string verification report JSON
     hz:job:<id>:deliveries hash chunk index -> starts of its call that never reported back (poison detection)
+    hz:job:<id>:second_pass hash chunk index -> how its one second pass ended (worker/second_pass.py)
     hz:jobs              zset   job id -> created_at (listing)
     hz:active            zset   unfinished job id -> time of its last progress (reconciler)
 """
@@ -28,7 +29,7 @@ from typing import Any
 
 import redis
 
-from humanizer.jobs.models import TERMINAL, JobStatus, JobView, Progress, TellScores
+from humanizer.jobs.models import TERMINAL, JobStatus, JobView, Progress, SecondPassFigures, TellScores
 from humanizer.pricing import cost_usd
 
 _TERMINAL_ARGS = [s.value for s in TERMINAL]
@@ -153,7 +154,8 @@ class JobStore:
         return f"{self.prefix}:job:{job_id}" + (f":{part}" if part else "")
 
     def _all_keys(self, job_id: str) -> list[str]:
-        return [self.key(job_id, p) for p in ("", "chunks", "out", "fail", "flags", "deliveries", "result", "report")]
+        parts = ("", "chunks", "out", "fail", "flags", "deliveries", "second_pass", "result", "report")
+        return [self.key(job_id, p) for p in parts]
 
     @property
     def index_key(self) -> str:
@@ -287,6 +289,7 @@ class JobStore:
             dead_letters=failed,
             verification=self.report(job_id) if with_result else None,
             ai_tell_score=_tell_scores(m),
+            second_pass=_second_pass(m, self.prices),
             humanized_text=self.result(job_id) if with_result and status == JobStatus.SUCCESS else None,
         )
 
@@ -430,6 +433,18 @@ def _tell_scores(meta: Mapping[str, str]) -> TellScores | None:
     if not before or not after:
         return None
     return TellScores(before=float(before), after=float(after))
+
+
+def _second_pass(meta: Mapping[str, str], prices: Mapping[str, tuple[float, float]]) -> SecondPassFigures | None:
+    """The job's second-pass figures, once it has had one (or was refused one by its budget)."""
+    calls, over = int(meta.get("second_pass_calls", 0)), int(meta.get("second_pass_over_budget", 0))
+    if not calls and not over:
+        return None
+    tokens_in, tokens_out = int(meta.get("second_pass_tokens_in", 0)), int(meta.get("second_pass_tokens_out", 0))
+    return SecondPassFigures(
+        calls=calls, kept=int(meta.get("second_pass_kept", 0)), over_budget=over, tokens_in=tokens_in,
+        tokens_out=tokens_out, cost_usd=cost_usd(prices, meta.get("model", ""), tokens_in, tokens_out),
+    )
 
 
 def _encode(value: Any) -> str | int | float:

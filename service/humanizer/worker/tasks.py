@@ -45,7 +45,7 @@ from humanizer.providers import Provider, ProviderError, RewriteRequest, Rewrite
 from humanizer.providers.sizing import retry_max_tokens, size_max_tokens
 from humanizer.ratelimit import Limits, RateLimiter
 from humanizer.redis_client import get_redis
-from humanizer.worker import chunk_cache
+from humanizer.worker import chunk_cache, second_pass
 from humanizer.worker.celery_app import app
 from humanizer.worker.engine import CallEngine, get_engine
 from humanizer.worker.retry_policy import retry_countdown
@@ -373,6 +373,9 @@ async def _call_one(
     except PlaceholderError as err:
         return _Call(index, "placeholders", time.monotonic() - started, ProviderError("invalid_response", str(err)),
                      call.tokens_in, call.tokens_out)
+    # at most one more call, naming what to fix, when the rewrite dropped a fact or reads machine-written
+    output = await second_pass.improve(call, store, job_id, meta, second_pass.FirstRewrite(
+        index, chunk["text"], request, tokens, text, output, masked.spans, how, cap))
     first = await get_writer(store).save(ChunkOutput(
         job_id, index, output, call.tokens_in, call.tokens_out,
         key, s.chunk_cache_ttl_seconds if key else 0,
