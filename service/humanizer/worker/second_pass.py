@@ -19,8 +19,9 @@ off at max_tokens or alters placeholders leaves the first rewrite in place.
 At most one extra call per chunk and job: a Redis hash (``<job>:second_pass``) records the chunks that had
 theirs, so a redelivered or retried batch never asks twice. A budget stops it: at most
 ``HUMANIZER_SECOND_PASS_MAX_CHUNK_RATIO`` (default 0.25) of the job's model chunks, rounded up, and at most
-``HUMANIZER_SECOND_PASS_MAX_TOKENS`` second-pass tokens per job (0: no token cap; each call reserves an
-estimate first, settled to the real count afterwards). The job record counts ``second_pass_calls``,
+``HUMANIZER_SECOND_PASS_MAX_TOKENS`` second-pass tokens per job (0: no token cap). Each call first reserves
+its prompt's tokens (counted) plus as many for the reply as the chunk has, and is settled to the provider's
+count afterwards, so the cap is passed by at most the calls in flight's difference between the two. The job record counts ``second_pass_calls``,
 ``second_pass_kept`` (the second rewrite won), ``second_pass_over_budget``, ``second_pass_tokens_in`` and
 ``second_pass_tokens_out`` (also part of the job's tokens); ``humanizer_second_pass_total{reason,outcome}``
 and ``humanizer_second_pass_tokens_total{direction}`` count them for Prometheus.
@@ -45,7 +46,7 @@ from humanizer.config import Settings, get_settings
 from humanizer.jobs.store import JobStore
 from humanizer.logging import get_logger
 from humanizer.providers import RewriteRequest, RewriteResult
-from humanizer.providers.prompts import build_system_prompt
+from humanizer.providers.prompts import build_system_prompt, build_user_message
 from humanizer.providers.sizing import retry_max_tokens
 from humanizer.verification.check import VerificationOptions, clip, verify_chunk
 from humanizer.verification.facts import CATEGORIES, analyse
@@ -211,17 +212,20 @@ def policy(meta: Mapping[str, str], settings: Settings) -> Policy:
 
 
 @functools.cache
-def _system_tokens(style: str) -> int:
+def _system_tokens(style: str, custom_prompt: str | None) -> int:
     try:
-        return count_tokens(build_system_prompt(style))
+        return count_tokens(build_system_prompt(style, custom_prompt))
     except ValueError:
-        return count_tokens(build_system_prompt(None))
+        return count_tokens(build_system_prompt(None, custom_prompt))
 
 
-def estimate_tokens(tokens: int, style: str) -> int:
-    """Tokens a second pass is expected to cost: the system message, the text and the earlier rewrite
-    (about as long), the fixes, and a reply about as long as the text."""
-    return _system_tokens(style) + 3 * tokens + 100
+def estimate_tokens(request: RewriteRequest, tokens: int) -> int:
+    """Tokens a second pass is expected to cost: its prompt as sent (system and user message, counted),
+    and a reply as long as the text (``tokens``)."""
+    style = str(getattr(request.style, "value", request.style) or "")
+    user = build_user_message(request.text, request.context_before, request.context_after, request.previous,
+                              request.fixes)
+    return _system_tokens(style, request.custom_prompt) + count_tokens(user) + tokens
 
 
 # ---- the budget, in Redis --------------------------------------------------------------------------
@@ -295,19 +299,18 @@ async def improve(call: Call, store: JobStore, job_id: str, meta: Mapping[str, s
     if not why:
         return first.output
     label = reason_label(why)
-    style = str(getattr(first.request.style, "value", first.request.style) or "")
-    estimate = estimate_tokens(first.tokens, style)
+    max_tokens = first.request.max_tokens
+    if first.how == "retry":  # the first reply needed the larger limit
+        max_tokens = retry_max_tokens(first.tokens, first.cap, first.request.max_tokens or first.cap) or first.cap
+    request = replace(first.request, previous=first.masked_output, fixes=tuple(fixes(before, pol.tell_threshold)),
+                      max_tokens=max_tokens)
+    estimate = estimate_tokens(request, first.tokens)
     granted = reserve(store, job_id, first.index, pol, estimate)
     if granted != 1:
         if granted != -2:
             metrics.count_second_pass(label, "over_budget")
             log.info("chunk.second_pass", job_id=job_id, chunk_id=first.index, reasons=label, outcome="over_budget")
         return first.output
-    max_tokens = first.request.max_tokens
-    if first.how == "retry":  # the first reply needed the larger limit
-        max_tokens = retry_max_tokens(first.tokens, first.cap, first.request.max_tokens or first.cap) or first.cap
-    request = replace(first.request, previous=first.masked_output, fixes=tuple(fixes(before, pol.tell_threshold)),
-                      max_tokens=max_tokens)
     started = time.monotonic()
     result: RewriteResult | None = None
     chosen, outcome, after = first.output, "kept_first", None
