@@ -21,10 +21,11 @@ theirs, so a redelivered or retried batch never asks twice. A budget stops it: a
 ``HUMANIZER_SECOND_PASS_MAX_CHUNK_RATIO`` (default 0.25) of the job's model chunks, rounded up, and at most
 ``HUMANIZER_SECOND_PASS_MAX_TOKENS`` second-pass tokens per job (0: no token cap). Each call first reserves
 its prompt's tokens (counted) plus as many for the reply as the chunk has, and is settled to the provider's
-count afterwards, so the cap is passed by at most the calls in flight's difference between the two. The job record counts ``second_pass_calls``,
-``second_pass_kept`` (the second rewrite won), ``second_pass_over_budget``, ``second_pass_tokens_in`` and
-``second_pass_tokens_out`` (also part of the job's tokens); ``humanizer_second_pass_total{reason,outcome}``
-and ``humanizer_second_pass_tokens_total{direction}`` count them for Prometheus.
+count afterwards, so the cap is passed by at most what the calls in flight spend beyond their reservation.
+The job record counts ``second_pass_calls``, ``second_pass_kept`` (the second rewrite won),
+``second_pass_over_budget``, ``second_pass_tokens_in`` and ``second_pass_tokens_out`` (also part of the
+job's tokens); ``humanizer_second_pass_total{reason,outcome}`` and
+``humanizer_second_pass_tokens_total{direction}`` count them for Prometheus.
 
 On by default for model providers (``HUMANIZER_SECOND_PASS=auto``: ``openai``), off for ``offline`` and
 ``echo``, which answer the same text with the same rewrite; a job's ``second_pass`` option wins.
