@@ -39,8 +39,8 @@ from kubernetes.client.exceptions import ApiException
 
 from humanizer.jobs.models import JobStatus, JobView
 from humanizer.jobs.store import JobNotFound
-from humanizer.verification.tells import report_note
 from humanizer.redis_client import RedisUnavailable
+from humanizer.verification.tells import report_note
 from humanizer_operator import k8s, scope, service
 from humanizer_operator.background import stop_loop
 from humanizer_operator.handlers import deletion
