@@ -263,3 +263,20 @@ def test_placeholders_come_back_through_the_second_pass(budget: _Budget) -> None
 
 def test_echo_provider_has_nothing_to_improve() -> None:
     assert EchoProvider().name == "echo" and not sp.enabled_for("echo", None, "auto")
+
+
+def test_metrics_count_second_passes_by_reason_and_outcome_and_their_tokens(budget: _Budget) -> None:
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    kept = value("humanizer_second_pass_total", reason="facts", outcome="kept_second")
+    tokens = value("humanizer_second_pass_tokens_total", direction="input")
+    refused = value("humanizer_second_pass_total", reason="facts", outcome="over_budget")
+    _improve(_Model(GOOD), _first(ORIGINAL, DROPPED))
+    assert value("humanizer_second_pass_total", reason="facts", outcome="kept_second") == kept + 1
+    assert value("humanizer_second_pass_tokens_total", direction="input") == tokens + 100
+    budget.answer = 0
+    _improve(_Model(), _first(ORIGINAL, DROPPED))
+    assert value("humanizer_second_pass_total", reason="facts", outcome="over_budget") == refused + 1
