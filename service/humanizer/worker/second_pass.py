@@ -1,7 +1,7 @@
 """The targeted second pass: one more provider call for a chunk whose rewrite can still be fixed.
 
 When a chunk's rewrite has come back (whole, placeholders intact), ``improve`` looks at it as the job's
-verification will (``verification.check.verify_chunk``, default options) and scores it for AI tells
+verification will (the checks of ``verification.check.verify_chunk``, default options) and scores it for AI tells
 (``verification.tells``). It asks the model once more when
 
 - a fact of the original is missing from the rewrite: a dropped or changed number, date, link, e-mail
@@ -49,7 +49,7 @@ from humanizer.logging import get_logger
 from humanizer.providers import RewriteRequest, RewriteResult
 from humanizer.providers.prompts import build_system_prompt, build_user_message
 from humanizer.providers.sizing import retry_max_tokens
-from humanizer.verification.check import VerificationOptions, clip, verify_chunk
+from humanizer.verification.check import VerificationOptions, _compare, clip
 from humanizer.verification.facts import CATEGORIES, analyse
 from humanizer.verification.tells import BY_ID, FLAG_SCORE, TellHit, _compile, score_text
 
@@ -82,9 +82,12 @@ class Assessment:
 
 
 def assess(original: str, rewritten: str, options: VerificationOptions | None = None) -> Assessment:
-    report = verify_chunk(0, original, rewritten, options or VerificationOptions())
+    """``verify_chunk``'s verdict (each text analysed once) and the rewrite's AI-tell score: about 3 ms of CPU
+    for a chunk of 180 words (measured on samples/remote-work-report.md)."""
+    source = analyse(original)
+    report = _compare(0, source, analyse(rewritten), options or VerificationOptions(), None)
     surface: dict[str, dict[str, str]] = {}
-    facts = analyse(original).facts
+    facts = source.facts
     for category in CATEGORIES:
         surface[category] = {clip(v): facts.surface(category, v) for v in facts.category(category)}
     missing = {
