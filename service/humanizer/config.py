@@ -111,6 +111,29 @@ class Settings(BaseSettings):
     def _known_kinds(cls, v: str) -> str:
         return ",".join(parse_also_on(v))
 
+    # --- the targeted second pass (worker/second_pass.py) ------------------------------------
+    second_pass: Literal["auto", "on", "off"] = Field(
+        "auto", validation_alias=_env("HUMANIZER_SECOND_PASS", "second_pass"),
+        description="one more call, naming what to fix, for a chunk whose rewrite dropped or changed a fact or "
+        "still reads machine-written; auto: on for model providers (openai), off for offline and echo. A job's "
+        "second_pass option wins",
+    )
+    second_pass_tell_threshold: float = Field(
+        35.0, ge=0.0, le=100.0,
+        validation_alias=_env("HUMANIZER_SECOND_PASS_TELL_THRESHOLD", "second_pass_tell_threshold"),
+        description="a rewrite whose AI-tell score (0-100) is at least this gets a second pass; 100: never for tells",
+    )
+    second_pass_max_chunk_ratio: float = Field(
+        0.25, ge=0.0, le=1.0,
+        validation_alias=_env("HUMANIZER_SECOND_PASS_MAX_CHUNK_RATIO", "second_pass_max_chunk_ratio"),
+        description="budget: at most this fraction of a job's model chunks (rounded up) get a second pass",
+    )
+    second_pass_max_tokens: int = Field(
+        0, ge=0, validation_alias=_env("HUMANIZER_SECOND_PASS_MAX_TOKENS", "second_pass_max_tokens"),
+        description="budget: at most this many tokens (input + output) of second passes per job (0: no cap "
+        "beyond the chunk ratio)",
+    )
+
     offline_latency: float = Field(
         0.0, ge=0.0, le=30.0, validation_alias=_env("HUMANIZER_OFFLINE_LATENCY", "offline_latency")
     )

@@ -8,7 +8,7 @@ ids, models chosen by users, base URLs or paths; ``target`` values are names fro
 Who updates what:
 
 - workers: chunk outcomes and durations, queue wait, provider requests/latency, tokens, cost, retries,
-  dead letters, truncated replies, rate-limiter waits, documents' AI-tell scores, jobs by final state,
+  dead letters, truncated replies, second passes, rate-limiter waits, documents' AI-tell scores, jobs by final state,
   tasks in flight (helpers below);
 - the API: HTTP requests and submissions, and queue depth / unacked / dead-letter gauges refreshed from
   Redis on every scrape of its ``/metrics``.
@@ -69,6 +69,16 @@ TRUNCATED = Counter(
     "humanizer_truncated_replies_total",
     "Chunks whose reply was cut off at max_tokens (finish_reason length), by how they ended",
     ["outcome"],
+)
+SECOND_PASS = Counter(
+    "humanizer_second_pass_total",
+    "Second passes asked for chunks (worker/second_pass.py), by reason (facts, tells, facts_and_tells) and "
+    "outcome (kept_second, kept_first, failed, over_budget)",
+    ["reason", "outcome"],
+)
+SECOND_PASS_TOKENS = Counter(
+    "humanizer_second_pass_tokens_total", "Model tokens spent on second passes (also in humanizer_tokens_total)",
+    ["direction"],
 )
 # ``target``: the target of the job's fallback chain that was called: ``primary`` (the job's own provider and
 # model) or a fallback target's name from HUMANIZER_FALLBACK_TARGETS (a closed set from configuration).
@@ -137,9 +147,9 @@ DEAD_LETTERS_PENDING = Gauge(
 )
 
 ALL_METRICS: list[Counter | Gauge | Histogram] = [
-    CHUNKS_PROCESSED, CHUNK_DURATION, QUEUE_WAIT, TASKS_IN_FLIGHT, RETRIES, DEAD_LETTERS, TRUNCATED, PROVIDER_REQUESTS,
-    PROVIDER_LATENCY, TOKENS, COST, FALLOVERS, BREAKER_STATE, BREAKER_TRANSITIONS, RATE_LIMIT_WAIT,
-    AI_TELL_SCORE, JOBS_FINISHED, JOB_DURATION, JOBS_SUBMITTED,
+    CHUNKS_PROCESSED, CHUNK_DURATION, QUEUE_WAIT, TASKS_IN_FLIGHT, RETRIES, DEAD_LETTERS, TRUNCATED, SECOND_PASS,
+    SECOND_PASS_TOKENS, PROVIDER_REQUESTS, PROVIDER_LATENCY, TOKENS, COST, FALLOVERS, BREAKER_STATE,
+    BREAKER_TRANSITIONS, RATE_LIMIT_WAIT, AI_TELL_SCORE, JOBS_FINISHED, JOB_DURATION, JOBS_SUBMITTED,
     HTTP_REQUESTS, HTTP_DURATION, QUEUE_DEPTH, QUEUE_UNACKED, DEAD_LETTERS_PENDING,
 ]
 
@@ -249,6 +259,23 @@ def count_truncated(outcome: str) -> None:
     """A chunk's reply was truncated: ``recovered_by_retry`` (larger max_tokens), ``recovered_by_split`` or
     ``dead_lettered`` (original text kept)."""
     TRUNCATED.labels(_label(outcome, TRUNCATION_OUTCOMES)).inc()
+
+
+SECOND_PASS_REASONS = frozenset({"facts", "tells", "facts_and_tells"})
+SECOND_PASS_OUTCOMES = frozenset({"kept_second", "kept_first", "failed", "over_budget"})
+
+
+def count_second_pass(reason: str, outcome: str) -> None:
+    """A chunk deserved a second pass for ``reason``; ``outcome``: which rewrite was kept, the extra call
+    failed, or the job's second-pass budget was spent."""
+    SECOND_PASS.labels(_label(reason, SECOND_PASS_REASONS), _label(outcome, SECOND_PASS_OUTCOMES)).inc()
+
+
+def count_second_pass_tokens(tokens_in: int, tokens_out: int) -> None:
+    if tokens_in > 0:
+        SECOND_PASS_TOKENS.labels("input").inc(tokens_in)
+    if tokens_out > 0:
+        SECOND_PASS_TOKENS.labels("output").inc(tokens_out)
 
 
 def observe_rate_limit_wait(seconds: float) -> None:
@@ -392,6 +419,11 @@ def _initialise_label_sets() -> None:
         DEAD_LETTERS.labels(_label(kind))
     for outcome in TRUNCATION_OUTCOMES:
         TRUNCATED.labels(outcome)
+    for reason in SECOND_PASS_REASONS:
+        for outcome in SECOND_PASS_OUTCOMES:
+            SECOND_PASS.labels(reason, outcome)
+    for direction in ("input", "output"):
+        SECOND_PASS_TOKENS.labels(direction)
     for state in ("success", "failure", "cancelled"):
         JOBS_FINISHED.labels(state)
         JOB_DURATION.labels(state)  # a first job's duration shows in rate() (found on the node tier)

@@ -77,6 +77,7 @@ class OrchestrationService:
             "targets": [t.model_dump() for t in view.targets] if view.targets else None,
             "dead_letters": view.dead_letters,
             "ai_tell_score": view.ai_tell_score.model_dump() if view.ai_tell_score else None,
+            "second_pass": view.second_pass.model_dump() if view.second_pass else None,
             "error": view.error,
             "created_at": view.created_at,
             "started_at": view.started_at,

@@ -914,6 +914,22 @@ def test_values_added_later_survive_upgrade_with_reuse_values(render: Render) ->
     assert "<nil>" not in json.dumps(objects)
 
 
+def test_second_pass_values_reach_the_settings(render: Render) -> None:
+    def config_map(values: dict[str, Any]) -> dict[str, str]:
+        (cm,) = [o for o in by_kind(render(values), "ConfigMap") if "HUMANIZER_RATE_LIMIT_RPM" in (o.get("data") or {})]
+        return {k: v for k, v in cm["data"].items() if k.startswith("HUMANIZER_SECOND_PASS")}
+
+    assert config_map({}) == {
+        "HUMANIZER_SECOND_PASS": "auto", "HUMANIZER_SECOND_PASS_TELL_THRESHOLD": "35",
+        "HUMANIZER_SECOND_PASS_MAX_CHUNK_RATIO": "0.25", "HUMANIZER_SECOND_PASS_MAX_TOKENS": "0",
+    }
+    tuned = config_map({"config": {"secondPass": {"mode": "off", "tellThreshold": 0, "maxTokens": 20000}}})
+    assert tuned["HUMANIZER_SECOND_PASS"] == "off" and tuned["HUMANIZER_SECOND_PASS_TELL_THRESHOLD"] == "0"
+    s = Settings(**{k.removeprefix("HUMANIZER_").lower(): v for k, v in tuned.items()})
+    assert (s.second_pass, s.second_pass_tell_threshold, s.second_pass_max_tokens) == ("off", 0.0, 20000)
+    assert config_map({"config": {"secondPass": None}}) == {}, "absent after --reuse-values: the settings' defaults"
+
+
 def test_hung_worker_is_killed_without_the_warm_shutdown_grace(render: Render) -> None:
     """Found on the node tier: a worker restarted by its liveness probe waited the pod's 330 s grace
     (a hung process does not act on SIGTERM); the probe's own grace is short."""

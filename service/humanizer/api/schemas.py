@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from humanizer.jobs.deadletters import DeadLetter
-from humanizer.jobs.models import JobRequest, JobStatus, TargetFigures, TellScores
+from humanizer.jobs.models import JobRequest, JobStatus, SecondPassFigures, TargetFigures, TellScores
 
 
 class JobCreate(BaseModel):
@@ -38,6 +38,10 @@ class JobCreate(BaseModel):
     fallback_also_on: list[Literal["auth", "permission", "quota_exhausted", "content_policy", "not_found"]] | None = (
         Field(None, max_length=5, description="error kinds that also fall over (by default they never do); "
               "omitted: HUMANIZER_FALLBACK_ALSO_ON")
+    )
+    second_pass: bool | None = Field(
+        None, description="one more call, naming what to fix, for a chunk whose rewrite dropped a fact or still "
+        "reads machine-written (default: HUMANIZER_SECOND_PASS, on for model providers)",
     )
     job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
                                description="choose the job id (optional)")
@@ -114,6 +118,9 @@ class JobOut(BaseModel):
     targets: list[TargetFigures] | None = Field(
         None, description="per target of the job's fallback chain (primary first): chunks served, calls, errors by "
         "kind, breaker skips, fall-overs, tokens, cost, mean latency; null for a job without fallback targets",
+    )
+    second_pass: SecondPassFigures | None = Field(
+        None, description="second passes: extra calls, second rewrites kept, chunks refused by the budget, tokens, cost"
     )
     links: dict[str, str]
 

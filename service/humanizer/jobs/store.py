@@ -14,11 +14,12 @@ Keys (prefix ``hz`` by default)::
     hz:job:<id>:result   string the merged document (first writer wins)
     hz:job:<id>:report   string verification report JSON
     hz:job:<id>:deliveries hash chunk index -> starts of its call that never reported back (poison detection)
-    hz:job:<id>:targets  hash   "<target>|<figure>" -> calls, errors, tokens, seconds... per target of the
-                                job's fallback chain (jobs with fallback targets only)
+    hz:job:<id>:targets  hash   "<target>|<figure>" -> calls, errors, tokens, seconds, second passes (sp_*)...
+                                per target of the job's fallback chain (jobs with fallback targets only)
     hz:job:<id>:served   hash   index -> the target whose rewrite was stored (first writer wins)
     hz:job:<id>:route    hash   index -> "<position in the chain>:<batch attempt it got there>" for chunks
                                 that fell over (absent: still on the primary)
+    hz:job:<id>:second_pass hash chunk index -> how its one second pass ended (worker/second_pass.py)
     hz:jobs              zset   job id -> created_at (listing)
     hz:active            zset   unfinished job id -> time of its last progress (reconciler)
 """
@@ -33,7 +34,7 @@ from typing import Any
 
 import redis
 
-from humanizer.jobs.models import TERMINAL, JobStatus, JobView, Progress, TargetFigures, TellScores
+from humanizer.jobs.models import TERMINAL, JobStatus, JobView, Progress, SecondPassFigures, TargetFigures, TellScores
 from humanizer.pricing import cost_usd
 
 _TERMINAL_ARGS = [s.value for s in TERMINAL]
@@ -158,8 +159,9 @@ class JobStore:
         return f"{self.prefix}:job:{job_id}" + (f":{part}" if part else "")
 
     def _all_keys(self, job_id: str) -> list[str]:
-        return [self.key(job_id, p) for p in ("", "chunks", "out", "fail", "flags", "deliveries", "result", "report",
-                                              "targets", "served", "route")]
+        parts = ("", "chunks", "out", "fail", "flags", "deliveries", "second_pass", "result", "report", "targets",
+                 "served", "route")
+        return [self.key(job_id, p) for p in parts]
 
     @property
     def index_key(self) -> str:
@@ -324,6 +326,7 @@ class JobStore:
             calls = int(v.get("calls", 0))
             price = entry.get("price")
             prices = {entry["model"]: tuple(price)} if price else self.prices
+            sp_in, sp_out = int(v.get("sp_tokens_in", 0)), int(v.get("sp_tokens_out", 0))
             out.append(TargetFigures(
                 name=entry["name"], provider=entry.get("provider", ""), model=entry.get("model", ""),
                 chunks=int(v.get("chunks", 0)), calls=calls,
@@ -332,6 +335,8 @@ class JobStore:
                 tokens_in=tokens_in, tokens_out=tokens_out,
                 cost_usd=cost_usd(prices, entry.get("model", ""), tokens_in, tokens_out),
                 latency_seconds=round(v.get("seconds", 0.0) / calls, 4) if calls else None,
+                second_passes=int(v.get("sp_calls", 0)), second_pass_tokens_in=sp_in, second_pass_tokens_out=sp_out,
+                second_pass_cost_usd=cost_usd(prices, entry.get("model", ""), sp_in, sp_out),
             ))
         return out
 
@@ -374,6 +379,7 @@ class JobStore:
             verification=self.report(job_id) if with_result else None,
             ai_tell_score=_tell_scores(m),
             targets=targets,
+            second_pass=_second_pass(m, self.prices, targets),
             humanized_text=self.result(job_id) if with_result and status == JobStatus.SUCCESS else None,
         )
 
@@ -517,6 +523,26 @@ def _tell_scores(meta: Mapping[str, str]) -> TellScores | None:
     if not before or not after:
         return None
     return TellScores(before=float(before), after=float(after))
+
+
+def _second_pass(
+    meta: Mapping[str, str], prices: Mapping[str, tuple[float, float]], targets: list[TargetFigures] | None = None
+) -> SecondPassFigures | None:
+    """The job's second-pass figures, once it has had one (or was refused one by its budget). Their cost is
+    priced as the job's (``JobStore.job_cost``): what fallback targets answered at their prices, the rest at
+    the primary's model."""
+    calls, over = int(meta.get("second_pass_calls", 0)), int(meta.get("second_pass_over_budget", 0))
+    if not calls and not over:
+        return None
+    tokens_in, tokens_out = int(meta.get("second_pass_tokens_in", 0)), int(meta.get("second_pass_tokens_out", 0))
+    others = [t for t in targets or [] if t.name != "primary"]
+    rest_in = max(0, tokens_in - sum(t.second_pass_tokens_in for t in others))
+    rest_out = max(0, tokens_out - sum(t.second_pass_tokens_out for t in others))
+    cost = cost_usd(prices, meta.get("model", ""), rest_in, rest_out) + sum(t.second_pass_cost_usd for t in others)
+    return SecondPassFigures(
+        calls=calls, kept=int(meta.get("second_pass_kept", 0)), over_budget=over, tokens_in=tokens_in,
+        tokens_out=tokens_out, cost_usd=round(cost, 6),
+    )
 
 
 def _encode(value: Any) -> str | int | float:

@@ -120,10 +120,12 @@ def submit_job(
         "max_cost_usd": req.max_cost_usd or "",
         "chain": json.dumps(chain) if len(chain) > 1 else "",
         "fallback_also_on": ",".join(also_on),
+        "second_pass": "" if req.second_pass is None else req.second_pass,  # "": the workers' setting
         **{f"{ORIGIN_PREFIX}{k}": v for k, v in (origin or {}).items()},
     }
     ready = {c.index: c.text for c in chunks if c.kind != "prose"}
     model_indices = [c.index for c in chunks if c.kind == "prose"]
+    meta["model_chunks"] = len(model_indices)  # the second pass's budget is a share of these
     store.create(job_id, meta, {c.index: chunk_to_dict(c) for c in chunks}, ready)
     task_ids = dispatch(job_id, model_indices, priority=req.priority)
     eta = time.time() + estimate_seconds(store, len(model_indices), s)

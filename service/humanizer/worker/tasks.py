@@ -52,7 +52,7 @@ from humanizer.providers.sizing import retry_max_tokens, size_max_tokens
 from humanizer.providers.targets import PRIMARY, counts_for_breaker, falls_over, parse_also_on
 from humanizer.ratelimit import Limits, RateLimiter
 from humanizer.redis_client import get_redis
-from humanizer.worker import chunk_cache
+from humanizer.worker import chunk_cache, second_pass
 from humanizer.worker.celery_app import app
 from humanizer.worker.engine import CallEngine, get_engine
 from humanizer.worker.retry_policy import retry_countdown
@@ -439,6 +439,86 @@ class _Caller:
         return result
 
 
+def _hop_caller(
+    engine: CallEngine, store: JobStore, job_id: str, meta: dict[str, str], hop: _Hop, figures: dict[str, _Figures],
+    chained: bool,
+) -> _Caller:
+    """A caller for one target of the chunk's chain (its breaker, limiter, prices and figures)."""
+    model = hop.model or meta.get("model") or get_settings().openai_model
+    return _Caller(engine, store, job_id, hop.provider, hop.provider_name, model, hop.limiter, target=hop.name,
+                   figures=figures[hop.name] if chained else None, prices=hop.prices, breaker=hop.breaker)
+
+
+def _for_hop(request: RewriteRequest, position: int, hop: _Hop) -> RewriteRequest:
+    """The request as ``hop`` gets it: the primary the job's model, a fallback target its own."""
+    return request if position == 0 else replace(request, model=hop.model or None)
+
+
+@dataclass
+class _SecondPassCall:
+    """The call a chunk's second pass makes (``second_pass.improve`` calls it as ``call(request, tokens)``):
+    through the job's chain like the chunk's first call, starting at the target that served that call.
+    Each target is asked its circuit breaker again, counted in its figures (calls, errors, tokens, cost,
+    and ``second_passes``) and in the metrics under its ``target`` label, and its breaker hears how the
+    call went. An error that falls over (``targets.falls_over``, at once: a second pass is never retried)
+    or an open breaker moves it to the next target; any other error, or the end of the chain, raises
+    (``improve`` then keeps the first rewrite)."""
+
+    engine: CallEngine
+    store: JobStore
+    job_id: str
+    meta: dict[str, str]
+    chain: list[_Hop]
+    start: int  # position of the target that served the first call
+    figures: dict[str, _Figures]
+    also_on: tuple[str, ...] = ()
+    index: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    served: str | None = None  # the target that answered
+
+    async def __call__(self, request: RewriteRequest, tokens: int) -> RewriteResult:
+        chained = len(self.chain) > 1
+        p = self.start
+        while True:
+            hop = self.chain[p]
+            call = _hop_caller(self.engine, self.store, self.job_id, self.meta, hop, self.figures, chained)
+            try:
+                result = await call(_for_hop(request, p, hop), tokens)
+            except _BreakerOpen:
+                self.figures[hop.name]["skipped"] += 1
+                if p + 1 >= len(self.chain):
+                    raise ProviderError(ErrorKind.SERVER_ERROR,
+                                        "every remaining target of the chain has its circuit open") from None
+                metrics.count_fallover(hop.name, "breaker_open")
+                p += 1
+                continue
+            except ProviderError as err:
+                if not chained:
+                    raise
+                if hop.breaker is not None and counts_for_breaker(err, self.also_on):
+                    hop.breaker.record(False)
+                if falls_over(err, self.also_on) is None or p + 1 >= len(self.chain):
+                    raise
+                self.figures[hop.name]["fallovers"] += 1
+                metrics.count_fallover(hop.name, err.kind.value)
+                log.info("chunk.second_pass_fallover", job_id=self.job_id, chunk_id=self.index,
+                         from_target=hop.name, to_target=self.chain[p + 1].name, error_kind=err.kind.value)
+                p += 1
+                continue
+            if hop.breaker is not None:
+                hop.breaker.record(True)
+            self.tokens_in += call.tokens_in
+            self.tokens_out += call.tokens_out
+            if chained:
+                f = self.figures[hop.name]
+                f["sp_calls"] += 1
+                f["sp_tokens_in"] += call.tokens_in
+                f["sp_tokens_out"] += call.tokens_out
+            self.served = hop.name
+            return result
+
+
 async def _complete_rewrite(call: _Caller, request: RewriteRequest, tokens: int, cap: int) -> tuple[str, str]:
     """The chunk's rewrite, never a truncated one: a reply cut off at ``max_tokens`` (finish_reason
     ``length``) is retried once with a larger ``max_tokens`` sized from the chunk, then the chunk is cut in
@@ -521,13 +601,9 @@ async def _call_one(
 
     while True:
         hop = chain[p]
-        model = hop.model or meta.get("model") or s.openai_model
-        call = _Caller(engine, store, job_id, hop.provider, hop.provider_name, model, hop.limiter,
-                       target=hop.name, figures=figures[hop.name] if chained else None, prices=hop.prices,
-                       breaker=hop.breaker)
+        call = _hop_caller(engine, store, job_id, meta, hop, figures, chained)
         try:
-            text, how = await _complete_rewrite(call, request if p == 0 else replace(request, model=hop.model or None),
-                                                tokens, cap)
+            text, how = await _complete_rewrite(call, _for_hop(request, p, hop), tokens, cap)
         except _BreakerOpen:
             figures[hop.name]["skipped"] += 1
             if p + 1 < len(chain):
@@ -582,17 +658,25 @@ async def _call_one(
     except PlaceholderError as err:
         return _Call(index, "placeholders", time.monotonic() - started, ProviderError("invalid_response", str(err)),
                      tokens_in, tokens_out, hop.name, route=moved)
+    # at most one more call, naming what to fix, when the rewrite dropped a fact or reads machine-written; it
+    # goes through the chain as the first call did, from the target that served it
+    onward = _SecondPassCall(engine, store, job_id, meta, chain, p, figures, also_on, index)
+    first_output = output
+    output = await second_pass.improve(onward, store, job_id, meta, second_pass.FirstRewrite(
+        index, chunk["text"], request, tokens, text, output, masked.spans, how, cap))
+    tokens_in, tokens_out = tokens_in + onward.tokens_in, tokens_out + onward.tokens_out
+    served = onward.served if onward.served is not None and output != first_output else hop.name
     first = await get_writer(store).save(ChunkOutput(
         job_id, index, output, tokens_in, tokens_out,
         key, s.chunk_cache_ttl_seconds if key else 0,
     ))
     seconds = time.monotonic() - started
     if first and chained:
-        figures[hop.name]["chunks"] += 1
+        figures[served]["chunks"] += 1
     metrics.observe_chunk("stored" if first else "duplicate", seconds)
     log.debug("chunk.done", job_id=job_id, chunk_id=index, stored=first, attempt=retries + 1,
-              seconds=round(seconds, 3), tokens_in=tokens_in, tokens_out=tokens_out, target=hop.name)
-    return _Call(index, "stored" if first else "duplicate", seconds, target=hop.name, route=moved)
+              seconds=round(seconds, 3), tokens_in=tokens_in, tokens_out=tokens_out, target=served)
+    return _Call(index, "stored" if first else "duplicate", seconds, target=served, route=moved)
 
 
 def _settle_failures(

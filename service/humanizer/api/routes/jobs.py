@@ -70,6 +70,7 @@ def job_out(view: JobView, verification_passed: bool | None = None) -> JobOut:
         ai_tell_score=view.ai_tell_score,
         cost_usd=view.cost_usd,
         targets=view.targets,
+        second_pass=view.second_pass,
         links=links(view.job_id),
     )
 
