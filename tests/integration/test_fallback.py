@@ -329,6 +329,133 @@ def test_auth_errors_do_not_fall_over_unless_configured(make_stack: Any, fake_ll
           f"context_length: chunk 3 moved after 1 call")
 
 
+# ---- (d) the second pass goes through the chain too -------------------------------------------------------
+TOWNS = ("harbour", "meadow", "quarry", "orchard")
+
+
+def town_document(tag: str) -> str:
+    """4 paragraphs (one chunk each at 40 tokens), each with one number; chunk 2 names the quarry."""
+    return "\n\n".join(
+        f"The {town} office of {tag} hired {11 + i} people this spring. Everyone there "
+        "reads the weekly notes and answers the questions in them." for i, town in enumerate(TOWNS)
+    ) + "\n"
+
+
+def requests_of(server: Any, h: str) -> list[tuple[str | None, bool]]:
+    """(fault, second pass?) of each request the server logged for the text with hash ``h``, in order."""
+    return [(r["fault"], bool(r.get("revision"))) for r in server.stats()["requests"] if r["text_hash"] == h]
+
+
+def kept_second(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> float:
+    return sum(sample(samples, "humanizer_second_pass_total", reason=r, outcome="kept_second")
+               for r in ("facts", "tells", "facts_and_tells"))
+
+
+def test_a_second_pass_with_a_broken_primary_is_served_and_counted_by_the_backup(
+    make_stack: Any, fake_llm: Any, backup_llm: Any
+) -> None:
+    """Every call to the primary fails (500), so the chunks fall over to the backup; the backup's first
+    reply for the quarry chunk drops its number, so that chunk gets a second pass. The second pass must go
+    to the backup (not back to the broken primary) and count there: calls, tokens, cost, metrics. The
+    breaker is off so that the primary's calls are exact: one and one retry per chunk, none more."""
+    from humanizer_operator.status import mirrored
+
+    port = free_port()
+    make_stack(workers=1, concurrency=4, **chain_env(backup_llm, MONITORING_PROMETHEUS_PORT=str(port),
+                                                     HUMANIZER_BREAKER_FAILURES="0"))
+    backup_llm.reset()
+    backup_llm.configure(faults=[{"kind": "drop_number", "match": "quarry", "times_per_text": 1}])
+    fake_llm.configure(faults=[{"kind": "500"}])
+    svc = OrchestrationService()
+    n = len(TOWNS)
+    try:
+        job_id = svc.submit_document(town_document("FSA"), chunk_max_tokens=40)["job_id"]
+        view = svc.wait(job_id, timeout=60, poll=0.1)
+    finally:
+        backup_llm.configure(faults=[])
+    assert view.status == JobStatus.SUCCESS, view.error
+    chunks = svc.store.chunks(job_id)
+    assert len(chunks) == n and "quarry" in chunks[2]["text"]
+    hashes = {i: text_hash(c["text"]) for i, c in chunks.items()}
+    # the faults hit during the job: the primary answered nothing but 500s, the backup's first reply for
+    # chunk 2 dropped its number; then exactly one second pass, on the backup
+    assert by_status(fake_llm) == {"500": 2 * n}
+    assert [per_text(fake_llm)[hashes[i]] for i in range(n)] == [2] * n, "no second pass went to the primary"
+    assert requests_of(backup_llm, hashes[2]) == [("drop_number", False), (None, True)]
+    for i in (0, 1, 3):
+        assert requests_of(backup_llm, hashes[i]) == [(None, False)], i
+    assert "13 people" in (view.humanized_text or "") and (view.verification or {})["passed"], view.verification
+    assert svc.store.served(job_id) == {i: "backup" for i in range(n)}
+
+    sp = view.second_pass
+    assert sp is not None and (sp.calls, sp.kept, sp.over_budget) == (1, 1, 0)
+    assert sp.tokens_in > 0 and sp.tokens_out > 0
+    f = figures(view)
+    primary, backup = f["primary"], f["backup"]
+    assert (primary.second_passes, primary.second_pass_tokens_in, primary.tokens_in) == (0, 0, 0)
+    assert (primary.calls, primary.errors, primary.fallovers) == (2 * n, {"server_error": 2 * n}, n)
+    assert primary.cost_usd == 0
+    assert (backup.chunks, backup.calls, backup.errors, backup.second_passes) == (n, n + 1, {}, 1)
+    assert (backup.second_pass_tokens_in, backup.second_pass_tokens_out) == (sp.tokens_in, sp.tokens_out)
+    assert (backup.tokens_in, backup.tokens_out) == (view.tokens_in, view.tokens_out), "the second pass included"
+    sp_cost = round((sp.tokens_in * PRICE[0] + sp.tokens_out * PRICE[1]) / 1e6, 6)
+    assert sp.cost_usd == pytest.approx(sp_cost) and backup.second_pass_cost_usd == pytest.approx(sp_cost)
+    expected_cost = round((view.tokens_in * PRICE[0] + view.tokens_out * PRICE[1]) / 1e6, 6)
+    assert backup.cost_usd == pytest.approx(expected_cost) and view.cost_usd == pytest.approx(expected_cost)
+    assert mirrored(view)["targets"][1]["secondPasses"] == 1
+    assert target_lines(view)[1].endswith(", 1 second passes")
+
+    samples = scrape_workers(port)
+    assert sample(samples, "humanizer_provider_requests_total", provider="openai", status_code="200",
+                  target="backup") == n + 1
+    assert sample(samples, "humanizer_provider_requests_total", provider="openai", status_code="200",
+                  target="primary") == 0
+    assert sample(samples, "humanizer_tokens_total", provider="openai", direction="input",
+                  target="backup") == view.tokens_in
+    assert kept_second(samples) == 1
+    print(f"\nFIGURE fallback-second-pass: primary {primary.calls} calls (all 500, breaker off); backup "
+          f"{backup.calls} calls ({backup.second_passes} second pass, {sp.tokens_in}/{sp.tokens_out} tokens, "
+          f"${sp.cost_usd:.6f})")
+
+
+def test_a_second_pass_that_fails_on_the_primary_falls_over_to_the_backup(
+    make_stack: Any, fake_llm: Any, backup_llm: Any
+) -> None:
+    """The primary serves every first call, but its first reply for the quarry chunk drops a number and
+    then it answers that text with 500s: the second pass falls over to the backup at once (it is never
+    retried), the backup's kept rewrite is the chunk's, and each target counts its own part."""
+    make_stack(workers=1, concurrency=4, **chain_env(backup_llm))
+    backup_llm.reset()
+    fake_llm.configure(faults=[{"kind": "drop_number", "match": "quarry", "times_per_text": 1},
+                               {"kind": "500", "match": "quarry"}])
+    svc = OrchestrationService()
+    n = len(TOWNS)
+    job_id = svc.submit_document(town_document("FSB"), chunk_max_tokens=40)["job_id"]
+    view = svc.wait(job_id, timeout=60, poll=0.1)
+    assert view.status == JobStatus.SUCCESS, view.error
+    chunks = svc.store.chunks(job_id)
+    hashes = {i: text_hash(c["text"]) for i, c in chunks.items()}
+    assert requests_of(fake_llm, hashes[2]) == [("drop_number", False), ("500", False)]
+    assert requests_of(backup_llm, hashes[2]) == [(None, True)] and backup_llm.stats()["total"] == 1
+    assert svc.store.served(job_id) == {0: "primary", 1: "primary", 2: "backup", 3: "primary"}
+    assert "13 people" in (view.humanized_text or "") and (view.verification or {})["passed"], view.verification
+
+    sp = view.second_pass
+    assert sp is not None and (sp.calls, sp.kept) == (1, 1)
+    f = figures(view)
+    primary, backup = f["primary"], f["backup"]
+    assert (primary.chunks, primary.calls, primary.errors) == (n - 1, n + 1, {"server_error": 1})
+    assert (primary.fallovers, primary.second_passes, primary.second_pass_tokens_in) == (1, 0, 0)
+    assert (backup.chunks, backup.calls, backup.second_passes) == (1, 1, 1)
+    assert (backup.tokens_in, backup.tokens_out) == (sp.tokens_in, sp.tokens_out) != (0, 0)
+    assert (primary.tokens_in + backup.tokens_in, primary.tokens_out + backup.tokens_out) == (
+        view.tokens_in, view.tokens_out)
+    sp_cost = round((sp.tokens_in * PRICE[0] + sp.tokens_out * PRICE[1]) / 1e6, 6)
+    assert sp.cost_usd == pytest.approx(sp_cost) and backup.cost_usd == pytest.approx(sp_cost)
+    print(f"\nFIGURE fallback-second-pass-fallover: primary {primary.calls} calls (1 500 on the second pass), "
+          f"backup 1 call ({sp.tokens_in}/{sp.tokens_out} tokens, ${sp.cost_usd:.6f}), kept")
+
+
 # ---- the breaker's Redis state, shared by processes ------------------------------------------------------
 @pytest.fixture()
 def breaker_redis(tmp_path: Path) -> Iterator[redis.Redis]:

@@ -27,6 +27,9 @@ The job record counts ``second_pass_calls``, ``second_pass_kept`` (the second re
 job's tokens); ``humanizer_second_pass_total{reason,outcome}`` and
 ``humanizer_second_pass_tokens_total{direction}`` count them for Prometheus.
 
+``call`` is opaque here: the worker (``tasks._SecondPassCall``) sends it through the job's fallback chain,
+from the target that served the first call, with that target's breaker, figures and metrics.
+
 On by default for model providers (``HUMANIZER_SECOND_PASS=auto``: ``openai``), off for ``offline`` and
 ``echo``, which answer the same text with the same rewrite; a job's ``second_pass`` option wins.
 """
