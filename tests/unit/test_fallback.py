@@ -217,3 +217,36 @@ def test_humanizejob_spec_and_status() -> None:
     status = mirrored(view)["targets"]
     assert status[0]["errors"] == 3 and status[1]["chunks"] == 2 and status[1]["costUSD"] == "0.000012"
     assert "targets" not in mirrored(view.model_copy(update={"targets": None})), "no chain, no status.targets"
+
+
+def test_second_pass_cost_is_priced_per_target() -> None:
+    """A job's second-pass cost: what a fallback target answered at its prices, the rest at the primary's."""
+    from humanizer.jobs.models import TargetFigures
+    from humanizer.jobs.store import _second_pass
+
+    meta = {"model": "m", "second_pass_calls": "2", "second_pass_kept": "1", "second_pass_tokens_in": "3000",
+            "second_pass_tokens_out": "300"}
+    prices = {"m": (10.0, 20.0)}
+    backup = TargetFigures(name="cheap", provider="openai", model="n", second_passes=1, second_pass_tokens_in=1000,
+                           second_pass_tokens_out=100, second_pass_cost_usd=0.0012)
+    sp = _second_pass(meta, prices, [TargetFigures(name="primary", provider="openai", model="m"), backup])
+    assert sp is not None and (sp.calls, sp.kept, sp.tokens_in, sp.tokens_out) == (2, 1, 3000, 300)
+    assert sp.cost_usd == pytest.approx((2000 * 10.0 + 200 * 20.0) / 1e6 + 0.0012)
+    alone = _second_pass(meta, prices)
+    assert alone is not None and alone.cost_usd == pytest.approx((3000 * 10.0 + 300 * 20.0) / 1e6)
+    assert _second_pass({"model": "m"}, prices) is None, "no second pass, no figures"
+
+
+def test_humanizejob_status_targets_count_second_passes() -> None:
+    from humanizer.jobs.models import JobView, Progress, TargetFigures
+    from humanizer_operator.status import mirrored
+
+    view = JobView(
+        job_id="x", status="SUCCESS", phase="done", progress=Progress(completed=1, failed=0, skipped=0, total=1,
+                                                                      percentage=100.0),
+        provider="openai", model="m", style="neutral", retries=0, tokens_in=10, tokens_out=5, created_at=0.0,
+        started_at=None, finished_at=None, error=None, dead_letters=0,
+        targets=[TargetFigures(name="primary", provider="openai", model="m"),
+                 TargetFigures(name="cheap", provider="openai", model="n", chunks=1, calls=2, second_passes=1)],
+    )
+    assert [t["secondPasses"] for t in mirrored(view)["targets"]] == [0, 1]
