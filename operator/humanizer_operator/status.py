@@ -26,14 +26,32 @@ def failed_status(
 
 
 def mirrored(view: JobView) -> dict[str, Any]:
-    """The status fields that follow the job record (counts, tokens), whatever the phase."""
+    """The status fields that follow the job record (counts, tokens; the AI-tell score once verified, the
+    second passes once there was one), whatever the phase."""
     p = view.progress
-    return {
+    out: dict[str, Any] = {
         "progress": {"done": p.completed, "failed": p.failed, "total": p.total, "summary": f"{p.completed}/{p.total}"},
         "tokens": {"input": view.tokens_in, "output": view.tokens_out},
         "retries": view.retries,
         "deadLetters": view.dead_letters,
     }
+    if view.targets:  # a job with fallback targets: what each target of its chain did
+        out["targets"] = [
+            {"name": t.name, "model": t.model, "chunks": t.chunks, "calls": t.calls, "errors": sum(t.errors.values()),
+             "skipped": t.skipped, "fallovers": t.fallovers, "tokens": {"input": t.tokens_in, "output": t.tokens_out},
+             "costUSD": f"{t.cost_usd:.6f}", "secondPasses": t.second_passes}
+            for t in view.targets
+        ]
+    if view.ai_tell_score is not None:
+        before, after = view.ai_tell_score.before, view.ai_tell_score.after
+        out["aiTellScore"] = {"before": before, "after": after, "summary": f"{before:.1f} → {after:.1f}"}
+    if view.second_pass is not None:
+        sp = view.second_pass
+        out["secondPass"] = {
+            "calls": sp.calls, "kept": sp.kept, "overBudget": sp.over_budget,
+            "tokens": {"input": sp.tokens_in, "output": sp.tokens_out},
+        }
+    return out
 
 
 def phase_of(status: JobStatus) -> str:

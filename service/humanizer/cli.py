@@ -33,6 +33,12 @@ console = Console(stderr=True)
 out = Console()
 
 
+SECOND_PASS_HELP = (
+    "one more call, naming what to fix, for a chunk whose rewrite dropped a fact or reads machine-written "
+    "(default: HUMANIZER_SECOND_PASS, on for the openai provider)"
+)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
@@ -104,11 +110,30 @@ def print_summary(view: JobView, seconds: float) -> None:
         f"tokens in/out {view.tokens_in:,}/{view.tokens_out:,}, provider {view.provider}"
         + (f" ({view.model})" if view.model else "")
         + (f", AI-tell score {view.ai_tell_score.before:.1f} → {view.ai_tell_score.after:.1f}"
-           if view.ai_tell_score else ""),
+           if view.ai_tell_score else "")
+        + (f", second passes {view.second_pass.calls} ({view.second_pass.kept} kept, "
+           f"{view.second_pass.over_budget} over budget)" if view.second_pass else ""),
         highlight=False,
     )
+    for line in target_lines(view):
+        console.print(line, highlight=False)
     if view.error:
         console.print(f"[red]{view.error}[/]", highlight=False)
+
+
+def target_lines(view: JobView) -> list[str]:
+    """One line per target of the job's fallback chain (none for a job without fallback targets)."""
+    lines = []
+    for t in view.targets or []:
+        errors = ", ".join(f"{n} {k}" for k, n in t.errors.items()) or "no errors"
+        latency = f"{t.latency_seconds:.3f} s/call" if t.latency_seconds is not None else "no calls"
+        lines.append(
+            f"  target {t.name} ({t.provider}{'/' + t.model if t.model else ''}): {t.chunks} chunks, {t.calls} calls, "
+            f"{errors}, {t.skipped} skipped (breaker open), {t.fallovers} fell over, tokens in/out "
+            f"{t.tokens_in:,}/{t.tokens_out:,}, ${t.cost_usd:.4f}, {latency}"
+            + (f", {t.second_passes} second passes" if t.second_passes else "")
+        )
+    return lines
 
 
 def print_report(view: JobView) -> None:
@@ -130,6 +155,14 @@ def run(
     verify: Annotated[bool, typer.Option(help="run the verification step")] = True,
     chunk_tokens: Annotated[int | None, typer.Option(help="token budget per chunk")] = None,
     priority: Annotated[str, typer.Option(help="high, normal or low")] = "normal",
+    fallback: Annotated[
+        str | None,
+        typer.Option(help="fallback targets by name, comma-separated, in order ('' for none; default: all of "
+                     "HUMANIZER_FALLBACK_TARGETS)"),
+    ] = None,
+    second_pass: Annotated[
+        bool | None, typer.Option("--second-pass/--no-second-pass", help=SECOND_PASS_HELP, show_default=False)
+    ] = None,
     local: Annotated[
         int, typer.Option(help="start an embedded Redis and this many local workers for the run (0: use REDIS_*)")
     ] = 0,
@@ -144,7 +177,8 @@ def run(
     try:
         req = JobRequest(
             text=text, style=style, custom_prompt=prompt, provider=provider, model=model,
-            chunk_max_tokens=chunk_tokens, verify=verify, priority=priority,
+            chunk_max_tokens=chunk_tokens, verify=verify, priority=priority, second_pass=second_pass,
+            fallback=None if fallback is None else [n.strip() for n in fallback.split(",") if n.strip()],
         )
     except ValueError as exc:
         raise fail(str(exc).splitlines()[0], 2) from None
@@ -350,6 +384,86 @@ def tells(
         tops = ", ".join(f"{h.id} ×{h.count:g}" for h in s.hits[:5]) or "none"
         out.print(f"{name}: {s.score:.1f} ({verdict}, flag at {FLAG_SCORE:g}); {s.words:,} words; tells: {tops}",
                   highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("eval")
+def eval_(
+    directory: Annotated[Path, typer.Argument(help="a folder of documents (*.md, *.markdown, *.txt)")],
+    style: Annotated[str | None, typer.Option(help="neutral, casual, professional or academic")] = None,
+    prompt: Annotated[str | None, typer.Option(help="custom instructions instead of a style")] = None,
+    provider: Annotated[str | None, typer.Option(help="offline, openai or echo (default HUMANIZER_PROVIDER)")] = None,
+    model: Annotated[str | None, typer.Option(help="model name for the openai provider")] = None,
+    chunk_tokens: Annotated[int | None, typer.Option(help="token budget per chunk")] = None,
+    second_pass: Annotated[
+        bool | None, typer.Option("--second-pass/--no-second-pass", help=SECOND_PASS_HELP, show_default=False)
+    ] = None,
+    glob: Annotated[list[str] | None, typer.Option(help="only files matching this glob (repeatable)")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="also write each rewritten document here")] = None,
+    local: Annotated[
+        int, typer.Option(help="start an embedded Redis and this many local workers for the run (0: use REDIS_*)")
+    ] = 0,
+    timeout: Annotated[float | None, typer.Option(help="give up after this many seconds")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+) -> None:
+    """Run every document of DIRECTORY through the configured provider (the same path as `run`) and print,
+    per document and in total, the AI-tell score before and after, verification, length ratio, tokens,
+    cost, second passes and time."""
+    from humanizer.evaluate import find_documents, public, render_table, run_eval
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if not directory.is_dir():
+        raise fail(f"{directory}: not a directory", 2)
+    paths = find_documents(directory, glob or ())
+    if not paths:
+        raise fail(f"{directory}: no documents (*.md, *.markdown, *.txt" + (f" or {', '.join(glob)}" if glob else "")
+                   + ")", 2)
+    documents = [(p.name, read_document(p, settings.max_document_bytes)) for p in paths]
+    options = {k: v for k, v in {
+        "style": style, "custom_prompt": prompt, "provider": provider, "model": model,
+        "chunk_max_tokens": chunk_tokens, "second_pass": second_pass,
+    }.items() if v is not None}
+    try:
+        from humanizer.jobs.models import JobRequest
+
+        JobRequest(text="x", **options)
+    except ValueError as exc:
+        raise fail(str(exc).splitlines()[0], 2) from None
+
+    def submitted(name: str, job_id: str, chunks: int) -> None:
+        console.print(f"{name}: job [bold]{job_id}[/], {chunks} chunks", highlight=False)
+
+    def done(result: Any) -> None:
+        console.print(f"{result.document}: {result.status} in {result.seconds or 0:.1f} s", highlight=False)
+
+    def evaluate() -> tuple[Any, dict[str, str]]:
+        from humanizer.jobs.submit import SubmissionError
+
+        try:
+            return run_eval(documents, options, timeout, submitted, done)
+        except (SubmissionError, RedisUnavailable) as exc:
+            raise fail(str(exc), 2) from None
+        except TimeoutError as exc:
+            raise fail(str(exc), 1) from None
+
+    if local:
+        from humanizer.local.stack import LocalStack
+
+        with LocalStack(workers=local, concurrency=settings.celery_worker_concurrency):
+            report, texts = evaluate()
+    else:
+        report, texts = evaluate()
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            target = out_dir / name
+            target.write_text(text, encoding="utf-8")
+        console.print(f"{len(texts)} rewritten document(s) written to {out_dir}")
+    if as_json:
+        out.print_json(json.dumps(public(report)))
+    else:
+        out.print(render_table(report))
+    raise typer.Exit(0 if report.total.succeeded == report.total.documents else 1)
 
 
 @app.command("fake-llm")

@@ -7,11 +7,14 @@ Environment names from the product brief are kept as they are (``OPENAI_API_KEY`
 from __future__ import annotations
 
 import functools
+import json
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from humanizer.providers.targets import Target, check_unique, parse_also_on
 
 DEFAULT_KEY_PREFIX = "hz"
 QUEUE_NAMES = ("humanize", "control")  # the logical queues: chunk batches; merge and verify
@@ -59,6 +62,76 @@ class Settings(BaseSettings):
     )
     max_tokens_margin: int = Field(
         64, ge=0, le=32_000, validation_alias=_env("HUMANIZER_MAX_TOKENS_MARGIN", "max_tokens_margin")
+    )
+
+    # --- fallback chain (docs/providers.md) -------------------------------------------------
+    fallback_targets: list[Target] = Field(
+        default_factory=list, validation_alias=_env("HUMANIZER_FALLBACK_TARGETS", "fallback_targets"),
+        description="JSON list of fallback targets tried in order after the job's own provider and model "
+        "('primary'): name, provider, model, base_url, api_key_env (the variable that holds the key), rpm, tpm, "
+        "price_in, price_out, timeout",
+    )
+    fallback_also_on: str = Field(
+        "", validation_alias=_env("HUMANIZER_FALLBACK_ALSO_ON", "fallback_also_on"),
+        description="comma-separated error kinds that also fall over (at once): auth, permission, "
+        "quota_exhausted, content_policy, not_found; by default they never do",
+    )
+    fallback_retries: int | None = Field(
+        None, ge=0, le=100, validation_alias=_env("HUMANIZER_FALLBACK_RETRIES", "fallback_retries"),
+        description="retries of a chunk on one target of a chain before it falls over (default "
+        "CELERY_TASK_MAX_RETRIES)",
+    )
+    breaker_failures: int = Field(
+        5, ge=0, le=10_000, validation_alias=_env("HUMANIZER_BREAKER_FAILURES", "breaker_failures"),
+        description="consecutive failures (5xx, timeouts, connection errors) that open a target's circuit "
+        "breaker in a chain (0: no breaker)",
+    )
+    breaker_cooldown_seconds: float = Field(
+        30.0, gt=0.0, le=86_400, validation_alias=_env("HUMANIZER_BREAKER_COOLDOWN_SECONDS",
+                                                       "breaker_cooldown_seconds"),
+        description="seconds an open breaker skips its target before one half-open probe call",
+    )
+
+    @field_validator("fallback_targets", mode="before")
+    @classmethod
+    def _targets_json(cls, v: object) -> object:
+        """JSON text as well (what the environment holds; a ConfigMap's data validated as it is)."""
+        if isinstance(v, str):
+            return json.loads(v) if v.strip() else []
+        return v
+
+    @field_validator("fallback_targets")
+    @classmethod
+    def _unique_targets(cls, v: list[Target]) -> list[Target]:
+        check_unique(v)
+        return v
+
+    @field_validator("fallback_also_on")
+    @classmethod
+    def _known_kinds(cls, v: str) -> str:
+        return ",".join(parse_also_on(v))
+
+    # --- the targeted second pass (worker/second_pass.py) ------------------------------------
+    second_pass: Literal["auto", "on", "off"] = Field(
+        "auto", validation_alias=_env("HUMANIZER_SECOND_PASS", "second_pass"),
+        description="one more call, naming what to fix, for a chunk whose rewrite dropped or changed a fact or "
+        "still reads machine-written; auto: on for model providers (openai), off for offline and echo. A job's "
+        "second_pass option wins",
+    )
+    second_pass_tell_threshold: float = Field(
+        35.0, ge=0.0, le=100.0,
+        validation_alias=_env("HUMANIZER_SECOND_PASS_TELL_THRESHOLD", "second_pass_tell_threshold"),
+        description="a rewrite whose AI-tell score (0-100) is at least this gets a second pass; 100: never for tells",
+    )
+    second_pass_max_chunk_ratio: float = Field(
+        0.25, ge=0.0, le=1.0,
+        validation_alias=_env("HUMANIZER_SECOND_PASS_MAX_CHUNK_RATIO", "second_pass_max_chunk_ratio"),
+        description="budget: at most this fraction of a job's model chunks (rounded up) get a second pass",
+    )
+    second_pass_max_tokens: int = Field(
+        0, ge=0, validation_alias=_env("HUMANIZER_SECOND_PASS_MAX_TOKENS", "second_pass_max_tokens"),
+        description="budget: at most this many tokens (input + output) of second passes per job (0: no cap "
+        "beyond the chunk ratio)",
     )
 
     offline_latency: float = Field(
@@ -198,6 +271,17 @@ class Settings(BaseSettings):
         bad = sorted(t for t, w in self.tenant_weights.items() if not w > 0)
         if bad:
             raise ValueError(f"HUMANIZER_TENANT_WEIGHTS: weights must be positive (tenants {', '.join(bad)})")
+
+    @property
+    def fallback_also_on_kinds(self) -> tuple[str, ...]:
+        return parse_also_on(self.fallback_also_on)
+
+    def fallback_target(self, name: str) -> Target | None:
+        return next((t for t in self.fallback_targets if t.name == name), None)
+
+    @property
+    def retries_per_target(self) -> int:
+        return self.celery_task_max_retries if self.fallback_retries is None else self.fallback_retries
 
     @property
     def calls_per_worker(self) -> int:

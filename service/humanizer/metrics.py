@@ -2,13 +2,13 @@
 
 Conventions (checked by tests/unit/test_metrics_names.py): one prefix ``humanizer_``, base units as
 suffixes (``_seconds``; ``_ratio`` for a unitless 0..1 value), ``_total`` on counters, and only
-low-cardinality labels (outcome, state, reason, queue, provider, status code, stage — never job ids,
-models chosen by users, or paths).
+low-cardinality labels (outcome, state, reason, queue, provider, status code, stage, target — never job
+ids, models chosen by users, base URLs or paths; ``target`` values are names from the configuration).
 
 Who updates what:
 
 - workers: chunk outcomes and durations, queue wait, provider requests/latency, tokens, cost, retries,
-  dead letters, truncated replies, rate-limiter waits, documents' AI-tell scores, jobs by final state,
+  dead letters, truncated replies, second passes, rate-limiter waits, documents' AI-tell scores, jobs by final state,
   tasks in flight (helpers below);
 - the API: HTTP requests and submissions, and queue depth / unacked / dead-letter gauges refreshed from
   Redis on every scrape of its ``/metrics``.
@@ -70,17 +70,45 @@ TRUNCATED = Counter(
     "Chunks whose reply was cut off at max_tokens (finish_reason length), by how they ended",
     ["outcome"],
 )
+SECOND_PASS = Counter(
+    "humanizer_second_pass_total",
+    "Second passes asked for chunks (worker/second_pass.py), by reason (facts, tells, facts_and_tells) and "
+    "outcome (kept_second, kept_first, failed, over_budget)",
+    ["reason", "outcome"],
+)
+SECOND_PASS_TOKENS = Counter(
+    "humanizer_second_pass_tokens_total", "Model tokens spent on second passes (also in humanizer_tokens_total)",
+    ["direction"],
+)
+# ``target``: the target of the job's fallback chain that was called: ``primary`` (the job's own provider and
+# model) or a fallback target's name from HUMANIZER_FALLBACK_TARGETS (a closed set from configuration).
 PROVIDER_REQUESTS = Counter(
-    "humanizer_provider_requests_total", "Requests to the model provider, by HTTP status code",
-    ["provider", "status_code"],
+    "humanizer_provider_requests_total", "Requests to the model provider, by HTTP status code and target",
+    ["provider", "status_code", "target"],
 )
 PROVIDER_LATENCY = Histogram(
-    "humanizer_provider_request_duration_seconds", "Latency of one provider request", ["provider"],
+    "humanizer_provider_request_duration_seconds", "Latency of one provider request", ["provider", "target"],
     buckets=_TASK_BUCKETS,
 )
-TOKENS = Counter("humanizer_tokens_total", "Model tokens, input and output", ["provider", "direction"])
+TOKENS = Counter(
+    "humanizer_tokens_total", "Model tokens, input and output", ["provider", "direction", "target"]
+)
 COST = Counter(
-    "humanizer_estimated_cost_usd_total", "Estimated provider cost in US dollars (list prices)", ["provider"]
+    "humanizer_estimated_cost_usd_total", "Estimated provider cost in US dollars (list prices)", ["provider", "target"]
+)
+FALLOVERS = Counter(
+    "humanizer_fallovers_total",
+    "Chunks moved from a target of the fallback chain to the next one, by the target left and why",
+    ["target", "reason"],
+)
+BREAKER_STATE = Gauge(
+    "humanizer_circuit_breaker_state",
+    "A fallback chain target's circuit breaker as this process last changed it: 0 closed, 1 half-open, 2 open",
+    ["target"], multiprocess_mode="mostrecent",
+)
+BREAKER_TRANSITIONS = Counter(
+    "humanizer_circuit_breaker_transitions_total", "Circuit breaker state changes, by target and new state",
+    ["target", "state"],
 )
 RATE_LIMIT_WAIT = Histogram(
     "humanizer_rate_limiter_wait_seconds", "Time a chunk waited for a rate-limiter slot",
@@ -127,8 +155,9 @@ DEAD_LETTERS_PENDING = Gauge(
 )
 
 ALL_METRICS: list[Counter | Gauge | Histogram] = [
-    CHUNKS_PROCESSED, CHUNK_DURATION, QUEUE_WAIT, TASKS_IN_FLIGHT, RETRIES, DEAD_LETTERS, TRUNCATED, PROVIDER_REQUESTS,
-    PROVIDER_LATENCY, TOKENS, COST, RATE_LIMIT_WAIT, AI_TELL_SCORE, JOBS_FINISHED, JOB_DURATION, JOBS_SUBMITTED,
+    CHUNKS_PROCESSED, CHUNK_DURATION, QUEUE_WAIT, TASKS_IN_FLIGHT, RETRIES, DEAD_LETTERS, TRUNCATED, SECOND_PASS,
+    SECOND_PASS_TOKENS, PROVIDER_REQUESTS, PROVIDER_LATENCY, TOKENS, COST, FALLOVERS, BREAKER_STATE,
+    BREAKER_TRANSITIONS, RATE_LIMIT_WAIT, AI_TELL_SCORE, JOBS_FINISHED, JOB_DURATION, JOBS_SUBMITTED,
     HTTP_REQUESTS, HTTP_DURATION, QUEUE_DEPTH, QUEUE_UNACKED, DEAD_LETTERS_PENDING, SCHEDULER_HELD, SCHEDULER_WINDOW,
 ]
 
@@ -170,30 +199,48 @@ def observe_queue_wait(seconds: float, queue: str = "humanize") -> None:
     QUEUE_WAIT.labels(_label(queue)).observe(max(0.0, seconds))
 
 
-def observe_provider(status_code: int | str | None, seconds: float, provider: str = "openai") -> None:
+def observe_provider(
+    status_code: int | str | None, seconds: float, provider: str = "openai", target: str = "primary"
+) -> None:
     """One provider request: its HTTP status (or ``timeout``/``connection_error``) and its latency."""
-    name = _label(provider)
-    PROVIDER_REQUESTS.labels(name, status_label(status_code)).inc()
-    PROVIDER_LATENCY.labels(name).observe(max(0.0, seconds))
+    name, where = _label(provider), _label(target)
+    PROVIDER_REQUESTS.labels(name, status_label(status_code), where).inc()
+    PROVIDER_LATENCY.labels(name, where).observe(max(0.0, seconds))
 
 
 def observe_tokens(
-    tokens_in: int, tokens_out: int, provider: str = "openai", model: str = "", cost_usd: float | None = None
+    tokens_in: int, tokens_out: int, provider: str = "openai", model: str = "", cost_usd: float | None = None,
+    target: str = "primary",
 ) -> float:
     """Count tokens and their estimated cost (``cost_usd`` if the caller priced it, else our list prices);
     returns the cost in USD."""
-    name = _label(provider)
+    name, where = _label(provider), _label(target)
     if tokens_in > 0:
-        TOKENS.labels(name, "input").inc(tokens_in)
+        TOKENS.labels(name, "input", where).inc(tokens_in)
     if tokens_out > 0:
-        TOKENS.labels(name, "output").inc(tokens_out)
+        TOKENS.labels(name, "output", where).inc(tokens_out)
     if cost_usd is not None:
         cost = max(0.0, cost_usd)
     else:
         cost = estimate_cost(model, tokens_in, tokens_out) if name == "openai" else 0.0
     if cost > 0:
-        COST.labels(name).inc(cost)
+        COST.labels(name, where).inc(cost)
     return cost
+
+
+def count_fallover(target: str, reason: str) -> None:
+    """A chunk left ``target`` for the next one of its chain; ``reason``: an error kind or ``breaker_open``."""
+    FALLOVERS.labels(_label(target), _label(reason)).inc()
+
+
+_BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def observe_breaker(target: str, state: str) -> None:
+    """A target's circuit breaker moved to ``state`` (closed, half_open, open)."""
+    st = _label(state, _BREAKER_VALUES)
+    BREAKER_TRANSITIONS.labels(_label(target), st).inc()
+    BREAKER_STATE.labels(_label(target)).set(_BREAKER_VALUES.get(st, 0))
 
 
 def estimate_cost(model: str, tokens_in: int, tokens_out: int) -> float:
@@ -220,6 +267,23 @@ def count_truncated(outcome: str) -> None:
     """A chunk's reply was truncated: ``recovered_by_retry`` (larger max_tokens), ``recovered_by_split`` or
     ``dead_lettered`` (original text kept)."""
     TRUNCATED.labels(_label(outcome, TRUNCATION_OUTCOMES)).inc()
+
+
+SECOND_PASS_REASONS = frozenset({"facts", "tells", "facts_and_tells"})
+SECOND_PASS_OUTCOMES = frozenset({"kept_second", "kept_first", "failed", "over_budget"})
+
+
+def count_second_pass(reason: str, outcome: str) -> None:
+    """A chunk deserved a second pass for ``reason``; ``outcome``: which rewrite was kept, the extra call
+    failed, or the job's second-pass budget was spent."""
+    SECOND_PASS.labels(_label(reason, SECOND_PASS_REASONS), _label(outcome, SECOND_PASS_OUTCOMES)).inc()
+
+
+def count_second_pass_tokens(tokens_in: int, tokens_out: int) -> None:
+    if tokens_in > 0:
+        SECOND_PASS_TOKENS.labels("input").inc(tokens_in)
+    if tokens_out > 0:
+        SECOND_PASS_TOKENS.labels("output").inc(tokens_out)
 
 
 def observe_rate_limit_wait(seconds: float) -> None:
@@ -368,6 +432,11 @@ def _initialise_label_sets() -> None:
         DEAD_LETTERS.labels(_label(kind))
     for outcome in TRUNCATION_OUTCOMES:
         TRUNCATED.labels(outcome)
+    for reason in SECOND_PASS_REASONS:
+        for outcome in SECOND_PASS_OUTCOMES:
+            SECOND_PASS.labels(reason, outcome)
+    for direction in ("input", "output"):
+        SECOND_PASS_TOKENS.labels(direction)
     for state in ("success", "failure", "cancelled"):
         JOBS_FINISHED.labels(state)
         JOB_DURATION.labels(state)  # a first job's duration shows in rate() (found on the node tier)
@@ -376,7 +445,7 @@ def _initialise_label_sets() -> None:
     # The codes the alerts and panels single out: a one-off burst of 401s (the job stops at once) must
     # show as an increase, or HumanizerProviderAuthFailure never fires (found on the node tier).
     for code in ("200", "401", "403", "429", "500"):
-        PROVIDER_REQUESTS.labels("openai", code)
+        PROVIDER_REQUESTS.labels("openai", code, "primary")
 
 
 _initialise_label_sets()

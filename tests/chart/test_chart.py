@@ -50,6 +50,13 @@ TOGGLES: dict[str, dict[str, Any]] = {
                         "api": {"ingress": {"enabled": True, "className": "nginx"}}},
     "no-operator": {"operator": {"enabled": False}},
     "no-persistence": {"redis": {"persistence": {"enabled": False}, "metrics": {"enabled": False}}},
+    "fallback": {"provider": {"name": "openai", "openai": {"existingSecret": "openai"}, "fallback": {
+        "targets": [
+            {"name": "backup", "model": "gpt-4.1-nano", "apiKeySecret": {"name": "backup-key", "key": "api-key"},
+             "rpm": 500, "priceIn": 0.1, "priceOut": 0.4},
+            {"name": "local_vllm", "baseUrl": "http://vllm.llm.svc:8000/v1", "model": "llama", "timeoutSeconds": 20},
+        ],
+        "alsoOn": ["auth"], "retriesPerTarget": 2, "breaker": {"failures": 3, "cooldownSeconds": 10}}}},
 }
 APP_LABELS = ("name", "instance", "version", "component", "managed-by", "part-of")
 
@@ -230,7 +237,7 @@ KNOWN_EXTRA_ENV = {"HOME", "POD_NAMESPACE", "PROMETHEUS_MULTIPROC_DIR", "MONITOR
                    heartbeat.FILE_ENV, heartbeat.INTERVAL_ENV}
 
 
-@pytest.mark.parametrize("toggle", ["defaults", "openai", "external-redis", "prefork-ingress"])
+@pytest.mark.parametrize("toggle", ["defaults", "openai", "external-redis", "prefork-ingress", "fallback"])
 def test_env_names_are_settings(render: Render, toggle: str) -> None:
     known = settings_env_names()
     assert {"OPENAI_MODEL", "CELERY_WORKER_CONCURRENCY", "REDIS_HOST", "HUMANIZER_API_TOKENS_FILE"} <= known
@@ -242,7 +249,7 @@ def test_env_names_are_settings(render: Render, toggle: str) -> None:
             if not c["image"].startswith(OUR_IMAGE):
                 continue
             allowed = known | KNOWN_EXTRA_ENV | (operator_env_names() if "operator" in where else set())
-            names = set(env_of(c))
+            names = {n for n in env_of(c) if not n.startswith(FALLBACK_KEY_ENV)}  # named by the targets' JSON
             assert names <= allowed, f"{where}: unknown env {names - allowed}"
             assert c["envFrom"] == [{"configMapRef": {"name": f"{FULL}-config"}}]
 
@@ -259,6 +266,36 @@ def test_configmap_values(render: Render) -> None:
     assert "OPENAI_BASE_URL" not in config
     # What the pods get validates as Settings.
     Settings.model_validate(config)
+
+
+FALLBACK_KEY_ENV = "HUMANIZER_TARGET_KEY_"
+
+
+def test_fallback_targets(render: Render) -> None:
+    """provider.fallback renders HUMANIZER_FALLBACK_TARGETS that the settings accept, with each key by the
+    name of a variable that every Humanizer pod gets from the Secret named in the values (never inline)."""
+    objects = render(TOGGLES["fallback"])
+    config = one(objects, "ConfigMap", f"{FULL}-config")["data"]
+    settings = Settings.model_validate(config)
+    assert [(t.name, t.model, t.api_key_env, t.base_url) for t in settings.fallback_targets] == [
+        ("backup", "gpt-4.1-nano", "HUMANIZER_TARGET_KEY_BACKUP", None),
+        ("local_vllm", "llama", None, "http://vllm.llm.svc:8000/v1"),
+    ]
+    backup = settings.fallback_targets[0]
+    assert (backup.rpm, backup.price_in, backup.price_out, settings.fallback_targets[1].timeout) == (500, 0.1, 0.4, 20)
+    assert (settings.fallback_also_on_kinds, settings.retries_per_target) == (("auth",), 2)
+    assert (settings.breaker_failures, settings.breaker_cooldown_seconds) == (3, 10)
+    assert "api-key" not in config["HUMANIZER_FALLBACK_TARGETS"] and "backup-key" not in json.dumps(config)
+    for where, spec in pod_specs(objects):
+        for c in spec["containers"]:
+            if c["image"].startswith(OUR_IMAGE):
+                assert env_of(c)["HUMANIZER_TARGET_KEY_BACKUP"]["valueFrom"]["secretKeyRef"] == {
+                    "name": "backup-key", "key": "api-key"}, where
+                assert not [n for n in env_of(c) if n.startswith(FALLBACK_KEY_ENV) and n.endswith("VLLM")], where
+    # without targets: nothing about them in the ConfigMap
+    config = one(render(), "ConfigMap", f"{FULL}-config")["data"]
+    assert "HUMANIZER_FALLBACK_TARGETS" not in config and "HUMANIZER_FALLBACK_ALSO_ON" not in config
+    assert Settings.model_validate(config).fallback_targets == []
 
 
 def test_provider_key_from_secret(render: Render) -> None:
@@ -875,6 +912,22 @@ def test_values_added_later_survive_upgrade_with_reuse_values(render: Render) ->
     (cm,) = [o for o in by_kind(objects, "ConfigMap") if "HUMANIZER_RATE_LIMIT_RPM" in (o.get("data") or {})]
     assert "HUMANIZER_RATE_LIMIT_HEADROOM" not in cm["data"]
     assert "<nil>" not in json.dumps(objects)
+
+
+def test_second_pass_values_reach_the_settings(render: Render) -> None:
+    def config_map(values: dict[str, Any]) -> dict[str, str]:
+        (cm,) = [o for o in by_kind(render(values), "ConfigMap") if "HUMANIZER_RATE_LIMIT_RPM" in (o.get("data") or {})]
+        return {k: v for k, v in cm["data"].items() if k.startswith("HUMANIZER_SECOND_PASS")}
+
+    assert config_map({}) == {
+        "HUMANIZER_SECOND_PASS": "auto", "HUMANIZER_SECOND_PASS_TELL_THRESHOLD": "35",
+        "HUMANIZER_SECOND_PASS_MAX_CHUNK_RATIO": "0.25", "HUMANIZER_SECOND_PASS_MAX_TOKENS": "0",
+    }
+    tuned = config_map({"config": {"secondPass": {"mode": "off", "tellThreshold": 0, "maxTokens": 20000}}})
+    assert tuned["HUMANIZER_SECOND_PASS"] == "off" and tuned["HUMANIZER_SECOND_PASS_TELL_THRESHOLD"] == "0"
+    s = Settings(**{k.removeprefix("HUMANIZER_").lower(): v for k, v in tuned.items()})
+    assert (s.second_pass, s.second_pass_tell_threshold, s.second_pass_max_tokens) == ("off", 0.0, 20000)
+    assert config_map({"config": {"secondPass": None}}) == {}, "absent after --reuse-values: the settings' defaults"
 
 
 def test_hung_worker_is_killed_without_the_warm_shutdown_grace(render: Render) -> None:

@@ -8,6 +8,7 @@ OpenAI server.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -134,6 +135,13 @@ def test_example_succeeds_and_output_is_in_a_configmap(
     header, row = out.splitlines()[:2]
     assert header.split()[:4] == ["NAME", "PHASE", "PROGRESS", "STYLE"], out
     assert row.split()[1:4] == ["Succeeded", status["progress"]["summary"], "casual"], out
+    # the AI-tell score of the verification report, in the status and its printer column
+    tells = status["aiTellScore"]
+    report = json.loads(cm.data["verification.json"])["tells"]
+    assert (tells["before"], tells["after"]) == (report["before"]["score"], report["after"]["score"])
+    assert tells["summary"] == f"{tells['before']:.1f} → {tells['after']:.1f}" and tells["summary"] in out, out
+    assert header.split()[4] == "AI-TELLS", out
+    assert status["message"].endswith(f"; AI-tell score {tells['summary']}"), status["message"]
 
     obj = get_hj(api_client, namespace, name)
     assert obj is not None
@@ -141,7 +149,7 @@ def test_example_succeeds_and_output_is_in_a_configmap(
     assert not any(k.startswith("kopf.zalando.org") for k in annotations)  # kopf's state: ours, not .status
     assert set(status) <= {
         "phase", "progress", "conditions", "startTime", "completionTime", "jobId", "outputRef", "tokens", "retries",
-        "deadLetters", "observedGeneration", "style", "message", "verificationPassed",
+        "deadLetters", "observedGeneration", "style", "message", "verificationPassed", "aiTellScore", "secondPass",
     }
     events = {e.reason for e in core_v1.list_namespaced_event(namespace).items}
     assert {"Started", "Completed"} <= events

@@ -139,11 +139,15 @@ def test_worker_counters_after_jobs(metrics_stack: tuple[LocalStack, int], fake_
     assert delta(before, after, "humanizer_chunk_duration_seconds_count", outcome="stored") == 6
     # queue wait is per task message: 6 chunks are 2 batch tasks of at most 4 (the stack's batch size)
     assert delta(before, after, "humanizer_queue_wait_seconds_count", queue="humanize") == 2
-    assert delta(before, after, "humanizer_provider_requests_total", provider="openai", status_code="200") == 6
-    assert delta(before, after, "humanizer_provider_request_duration_seconds_count", provider="openai") == 6
-    assert delta(before, after, "humanizer_tokens_total", provider="openai", direction="input") == view.tokens_in
-    assert delta(before, after, "humanizer_tokens_total", provider="openai", direction="output") == view.tokens_out
-    assert delta(before, after, "humanizer_estimated_cost_usd_total", provider="openai") > 0
+    assert delta(before, after, "humanizer_provider_requests_total", provider="openai", status_code="200",
+                 target="primary") == 6
+    assert delta(before, after, "humanizer_provider_request_duration_seconds_count", provider="openai",
+                 target="primary") == 6
+    assert delta(before, after, "humanizer_tokens_total", provider="openai", direction="input",
+                 target="primary") == view.tokens_in
+    assert delta(before, after, "humanizer_tokens_total", provider="openai", direction="output",
+                 target="primary") == view.tokens_out
+    assert delta(before, after, "humanizer_estimated_cost_usd_total", provider="openai", target="primary") > 0
     assert delta(before, after, "humanizer_jobs_finished_total", state="success") == 1
     assert delta(before, after, "humanizer_job_duration_seconds_count", state="success") == 1
     assert delta(before, after, "humanizer_retries_total") == 0
@@ -156,8 +160,10 @@ def test_worker_counters_after_jobs(metrics_stack: tuple[LocalStack, int], fake_
     assert view.status == JobStatus.SUCCESS, view.error
     after = scrape(url)
     assert delta(before, after, "humanizer_retries_total") == 3
-    assert delta(before, after, "humanizer_provider_requests_total", provider="openai", status_code="429") == 3
-    assert delta(before, after, "humanizer_provider_requests_total", provider="openai", status_code="200") == 3
+    assert delta(before, after, "humanizer_provider_requests_total", provider="openai", status_code="429",
+                 target="primary") == 3
+    assert delta(before, after, "humanizer_provider_requests_total", provider="openai", status_code="200",
+                 target="primary") == 3
     assert delta(before, after, "humanizer_chunks_processed_total", outcome="stored") == 3
 
     # a permanent 400: one dead letter, no retry
@@ -167,6 +173,7 @@ def test_worker_counters_after_jobs(metrics_stack: tuple[LocalStack, int], fake_
     after = scrape(url)
     assert delta(before, after, "humanizer_dead_letters_total") == 1
     assert delta(before, after, "humanizer_chunks_processed_total", outcome="dead_lettered") == 1
-    assert delta(before, after, "humanizer_provider_requests_total", provider="openai", status_code="400") == 1
+    assert delta(before, after, "humanizer_provider_requests_total", provider="openai", status_code="400",
+                 target="primary") == 1
     assert delta(before, after, "humanizer_retries_total") == 0
     fake_llm.reset()

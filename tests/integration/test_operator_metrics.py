@@ -39,4 +39,4 @@ def test_auth_failures_are_exported_at_zero_before_the_first_one() -> None:
     port = free_port()
     start_metrics_server(port, addr="127.0.0.1")
     metrics = scrape(port)
-    assert 'humanizer_provider_requests_total{provider="openai",status_code="401"}' in metrics
+    assert 'humanizer_provider_requests_total{provider="openai",status_code="401",target="primary"}' in metrics

@@ -59,7 +59,8 @@ def test_kill_9_workers_during_500_chunk_job(make_stack: Any, fake_llm: Any) -> 
 
 
 def test_duplicate_delivery_uses_one_version_per_chunk(make_stack: Any, fake_llm: Any) -> None:
-    make_stack(workers=2, concurrency=8)
+    # the nonce replies keep the paragraphs' AI tells: no second passes, so the figure counts first calls only
+    make_stack(workers=2, concurrency=8, HUMANIZER_SECOND_PASS="off")
     fake_llm.configure(mode="nonce", latency=0.01)
     svc = OrchestrationService()
     from humanizer.jobs.dispatch import dispatch

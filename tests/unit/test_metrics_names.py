@@ -12,7 +12,7 @@ from humanizer import metrics
 pytestmark = pytest.mark.unit
 
 ALLOWED_LABELS = {"outcome", "state", "reason", "error_kind", "queue", "provider", "status_code", "direction",
-                  "task", "source", "method", "route", "status", "stage"}
+                  "task", "source", "method", "route", "status", "stage", "target"}
 FORBIDDEN_LABELS = {"job_id", "job", "chunk", "chunk_id", "task_id", "path", "url", "model", "token", "text"}
 
 
@@ -71,14 +71,15 @@ def test_helpers_move_the_right_series() -> None:
     metrics.observe_provider(429, 0.2)
     metrics.observe_provider(None, 1.0)
     metrics.observe_provider("timeout", 5.0)
-    assert value("humanizer_provider_requests_total", provider="openai", status_code="429") >= 1
-    assert value("humanizer_provider_requests_total", provider="openai", status_code="error") >= 1
-    assert value("humanizer_provider_requests_total", provider="openai", status_code="timeout") >= 1
+    assert value("humanizer_provider_requests_total", provider="openai", status_code="429", target="primary") >= 1
+    assert value("humanizer_provider_requests_total", provider="openai", status_code="error", target="primary") >= 1
+    assert value("humanizer_provider_requests_total", provider="openai", status_code="timeout", target="primary") >= 1
 
-    cost_before = value("humanizer_estimated_cost_usd_total", provider="openai")
+    cost_before = value("humanizer_estimated_cost_usd_total", provider="openai", target="primary")
     cost = metrics.observe_tokens(1_000_000, 1_000_000, "openai", "gpt-4o-mini-2024-07-18")
     assert cost == pytest.approx(0.75)
-    assert value("humanizer_estimated_cost_usd_total", provider="openai") == pytest.approx(cost_before + 0.75)
+    assert value("humanizer_estimated_cost_usd_total", provider="openai", target="primary") == pytest.approx(
+        cost_before + 0.75)
     assert metrics.observe_tokens(10, 10, "offline", "") == 0.0
 
     with metrics.task_in_flight("humanize_chunk"):

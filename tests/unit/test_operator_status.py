@@ -11,8 +11,8 @@ import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from humanizer.jobs.models import JobStatus, JobView, Progress
-from humanizer_operator import k8s, scope, service
+from humanizer.jobs.models import JobStatus, JobView, Progress, SecondPassFigures, TellScores
+from humanizer_operator import k8s, scope, service, status
 from humanizer_operator.handlers import jobs, progress
 
 pytestmark = pytest.mark.unit
@@ -113,7 +113,55 @@ class FakeStore:
         return "the rewritten text"
 
     def report(self, job_id: str) -> dict[str, Any]:
-        return {"passed": True}
+        return {"passed": True, "tells": {"before": {"score": 46.6}, "after": {"score": 15.1}}}
+
+
+def test_status_carries_the_ai_tell_score_and_second_passes_once_there(
+    events: list[tuple[str, str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = progress.sync(body(RUNNING), view(JobStatus.PROGRESS, 2))
+    assert "aiTellScore" not in running.status and "secondPass" not in running.status
+    monkeypatch.setattr(service, "store", FakeStore)
+    monkeypatch.setattr(k8s, "write_owned_configmap", lambda *_: None)
+    done = view(JobStatus.SUCCESS, 4, finished_at=time.time(), ai_tell_score=TellScores(before=46.6, after=15.0),
+                second_pass=SecondPassFigures(calls=2, kept=1, over_budget=3, tokens_in=700, tokens_out=80))
+    out = progress.sync(body(RUNNING), done)
+    assert out.status["aiTellScore"] == {"before": 46.6, "after": 15.0, "summary": "46.6 → 15.0"}
+    assert out.status["secondPass"] == {"calls": 2, "kept": 1, "overBudget": 3, "tokens": {"input": 700, "output": 80}}
+    assert out.status["message"].endswith("verification passed; AI-tell score 46.6 → 15.1")
+    # the API server gives 15.0 back as 15: still no change to patch
+    stored = json.loads(json.dumps({**RUNNING, **out.status}).replace("15.0,", "15,"))
+    assert stored["aiTellScore"]["after"] == 15 and isinstance(stored["aiTellScore"]["after"], int)
+    assert "aiTellScore" not in progress.changed(stored, status.mirrored(done))
+
+
+def test_the_crd_declares_the_status_fields_the_operator_writes() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "manifests/crd/humanizejobs.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    props = version["schema"]["openAPIV3Schema"]["properties"]
+    done = view(JobStatus.SUCCESS, 4, ai_tell_score=TellScores(before=1.0, after=0.5),
+                second_pass=SecondPassFigures(calls=1, kept=1, over_budget=0, tokens_in=1, tokens_out=1))
+
+    def undeclared(value: Any, schema: dict[str, Any], where: str) -> list[str]:
+        if not isinstance(value, dict):
+            return []
+        known = schema.get("properties") or {}
+        return [f"{where}.{k}" for k in value if k not in known] + [
+            p for k, v in value.items() if k in known for p in undeclared(v, known[k], f"{where}.{k}")]
+
+    assert undeclared(status.mirrored(done), props["status"], "status") == []
+    assert "enabled" in props["spec"]["properties"]["secondPass"]["properties"]
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns["AI-Tells"] == ".status.aiTellScore.summary"
+
+
+def test_spec_second_pass_reaches_the_job_request() -> None:
+    assert jobs.build_request({"secondPass": {"enabled": False}}, "text", "j1").second_pass is False
+    assert jobs.build_request({}, "text", "j2").second_pass is None
 
 
 def test_sync_writes_the_output_and_succeeds(

@@ -229,6 +229,38 @@ envFrom:
       name: {{ include "humanizer.provider.secretName" . }}
       key: {{ include "humanizer.provider.secretKey" . }}
 {{- end }}
+{{- range $target := (.Values.provider.fallback | default dict).targets }}
+{{- with $target.apiKeySecret }}
+- name: {{ include "humanizer.fallback.keyEnv" $target.name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The variable that holds a fallback target's key: HUMANIZER_TARGET_KEY_<NAME>. */}}
+{{- define "humanizer.fallback.keyEnv" -}}
+HUMANIZER_TARGET_KEY_{{ upper . }}
+{{- end }}
+
+{{/* provider.fallback.targets as the JSON of HUMANIZER_FALLBACK_TARGETS (keys by variable name only). */}}
+{{- define "humanizer.fallback.targetsJson" -}}
+{{- $out := list }}
+{{- range . }}
+{{- $t := dict "name" .name "provider" (.provider | default "openai") }}
+{{- with .model }}{{ $_ := set $t "model" . }}{{ end }}
+{{- with .baseUrl }}{{ $_ := set $t "base_url" . }}{{ end }}
+{{- if .apiKeySecret }}{{ $_ := set $t "api_key_env" (include "humanizer.fallback.keyEnv" .name) }}{{ end }}
+{{- with .rpm }}{{ $_ := set $t "rpm" . }}{{ end }}
+{{- with .tpm }}{{ $_ := set $t "tpm" . }}{{ end }}
+{{- if not (kindIs "invalid" .priceIn) }}{{ $_ := set $t "price_in" .priceIn }}{{ end }}
+{{- if not (kindIs "invalid" .priceOut) }}{{ $_ := set $t "price_out" .priceOut }}{{ end }}
+{{- with .timeoutSeconds }}{{ $_ := set $t "timeout" . }}{{ end }}
+{{- $out = append $out $t }}
+{{- end }}
+{{- toJson $out }}
 {{- end }}
 
 {{/* A map of extra variables as an env list. */}}

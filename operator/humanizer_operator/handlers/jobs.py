@@ -90,6 +90,9 @@ def build_request(spec: Any, text: str, job_id: str) -> JobRequest:
         priority=spec.get("priority", "normal"),
         token_budget=limits.get("tokenBudget"),
         max_cost_usd=limits.get("maxCostUSD"),
+        fallback=model.get("fallback"),
+        fallback_also_on=model.get("fallbackAlsoOn"),
+        second_pass=(spec.get("secondPass") or {}).get("enabled"),
         job_id=job_id,
     )
 

@@ -40,6 +40,7 @@ from kubernetes.client.exceptions import ApiException
 from humanizer.jobs.models import JobStatus, JobView
 from humanizer.jobs.store import JobNotFound
 from humanizer.redis_client import RedisUnavailable
+from humanizer.verification.tells import report_note
 from humanizer_operator import k8s, scope, service
 from humanizer_operator.background import stop_loop
 from humanizer_operator.handlers import deletion
@@ -174,6 +175,7 @@ def _succeed(body: Any, spec: Any, status: Any, view: JobView) -> dict[str, Any]
     message = f"{view.progress.total} chunks rewritten; output in ConfigMap {name}"
     if passed is not None:
         message += "; verification " + ("passed" if passed else "found issues (see verification.json)")
+        message += report_note(report)  # "; AI-tell score 46.6 → 15.1"
     out: dict[str, Any] = {
         "phase": SUCCEEDED,
         "message": message,

@@ -91,11 +91,26 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes, tags=app.openapi_tags)
-            app.openapi_schema = _problem_media_types(schema)
+            app.openapi_schema = _fallback_names(_problem_media_types(schema), settings)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _fallback_names(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """``JobCreate.fallback`` as this server accepts it: its configured target names, each at most once
+    (none configured: an empty list only), so the document is exact for the deployment it describes."""
+    names = [t.name for t in settings.fallback_targets]
+    prop = schema.get("components", {}).get("schemas", {}).get("JobCreate", {}).get("properties", {}).get("fallback")
+    for variant in (prop or {}).get("anyOf", []):
+        if variant.get("type") == "array":
+            variant["uniqueItems"] = True
+            if names:
+                variant["items"] = {"type": "string", "enum": names}
+            else:
+                variant["maxItems"] = 0
+    return schema
 
 
 _HEADERS = {

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from humanizer.jobs.deadletters import DeadLetter
-from humanizer.jobs.models import JobRequest, JobStatus, TellScores
+from humanizer.jobs.models import JobRequest, JobStatus, SecondPassFigures, TargetFigures, TellScores
 
 #: Text the API accepts: not only whitespace, no NUL byte (what ``jobs.submit.validate_text`` refuses).
 TEXT_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
@@ -41,6 +41,19 @@ class JobCreate(BaseModel):
     priority: Literal["high", "normal", "low"] = Field("normal", description="queue priority")
     token_budget: int | None = Field(None, ge=1, le=10**12, description="stop the job once it used this many tokens")
     max_cost_usd: float | None = Field(None, gt=0, le=1e6, description="stop the job once it cost this much (USD)")
+    fallback: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]] | None = Field(
+        None, max_length=16,
+        description="fallback targets by name (configured in HUMANIZER_FALLBACK_TARGETS), tried in this order after "
+        "the job's own provider and model; omitted: all configured ones; []: none",
+    )
+    fallback_also_on: list[Literal["auth", "permission", "quota_exhausted", "content_policy", "not_found"]] | None = (
+        Field(None, max_length=5, description="error kinds that also fall over (by default they never do); "
+              "omitted: HUMANIZER_FALLBACK_ALSO_ON")
+    )
+    second_pass: bool | None = Field(
+        None, description="one more call, naming what to fix, for a chunk whose rewrite dropped a fact or still "
+        "reads machine-written (default: HUMANIZER_SECOND_PASS, on for model providers)",
+    )
     job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
                                description="choose the job id (optional)")
 
@@ -118,6 +131,14 @@ class JobOut(BaseModel):
     verification_passed: bool | None = None
     ai_tell_score: TellScores | None = Field(
         None, description="AI-tell score (0-100, docs/ai-tells.md) of the prose before and after, once verified"
+    )
+    cost_usd: float = Field(0.0, description="estimated cost (list prices, per target of the chain)")
+    targets: list[TargetFigures] | None = Field(
+        None, description="per target of the job's fallback chain (primary first): chunks served, calls, errors by "
+        "kind, breaker skips, fall-overs, tokens, cost, mean latency; null for a job without fallback targets",
+    )
+    second_pass: SecondPassFigures | None = Field(
+        None, description="second passes: extra calls, second rewrites kept, chunks refused by the budget, tokens, cost"
     )
     links: dict[str, str]
 

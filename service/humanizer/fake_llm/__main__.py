@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fault", action="append", default=[], metavar="SPEC",
         help="KIND[:name=value...], e.g. 429:probability=0.5:retry_after=2, timeout:first_n=1:hang=5, "
-        "400:match=FAULT-400, 500:times_per_text=1, length:min_tokens=200 (repeatable)",
+        "400:match=FAULT-400, 500:times_per_text=1, length:min_tokens=200, drop_number:times_per_text=1 (repeatable)",
     )
     p.add_argument("--config-json", default=None, help="a whole config as JSON (flags override it)")
     return p

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FaultKind = Literal[
     "429", "500", "502", "503", "timeout", "400", "401", "403", "404", "422",
-    "insufficient_quota", "content_filter", "empty", "length",
+    "insufficient_quota", "content_filter", "context_length", "empty", "length", "drop_number",
 ]
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
 Mode = Literal["rewrite", "echo", "drop-number", "nonce"]
@@ -22,6 +22,10 @@ class FaultRule(BaseModel):
     - ``times_per_text``: each distinct text fails its first K times, then passes (retry tests);
     - ``probability``: drawn from the server's seeded RNG;
     - ``min_tokens``: the user text is at least this many tokens long (e.g. only long chunks are truncated).
+
+    Reply-altering kinds answer 200 with a faulty reply: ``empty`` (no content), ``length`` (half the reply,
+    finish_reason ``length``) and ``drop_number`` (the rewrite misses the text's first number, as the
+    ``drop-number`` mode does for every reply; with ``times_per_text=1`` only a text's first reply does).
 
     ``retry_after`` (seconds) goes into ``Retry-After``/``retry-after-ms`` for 429s; ``hang`` is how long a
     ``timeout`` fault stalls before it answers normally.

@@ -8,7 +8,7 @@ Endpoints:
   ``PATCH /_admin/config`` (merge), ``POST /_admin/reset``, ``GET /_admin/health``.
 
 The request log keeps a short hash of each user text and of the system message (and the style preset it
-names), never the text; nothing here logs text or keys.
+names, and whether the request is a second pass), never the text; nothing here logs text or keys.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from humanizer.chunking.tokens import count_tokens
 from humanizer.fake_llm.config import FakeLLMConfig, FaultRule
 from humanizer.providers.offline import rewrite_text
-from humanizer.providers.prompts import extract_style, extract_text, last_user_content
+from humanizer.providers.prompts import REVISION_OPEN, extract_style, extract_text, last_user_content
 
 _NUMBER = re.compile(r"(?<![\w.,⟦])\d+(?:[.,]\d+)*%?")
 _FILLER_WORDS = ("the", "team", "and", "work", "that", "with", "time", "data", "plan", "goal", "test", "note")
@@ -133,7 +133,8 @@ class State:
         self.max_in_flight = 0
 
     def record(self, t: float, status: int, h: str, fault: str | None, max_tokens: int | None = None,
-               finish: str | None = None, system_hash: str | None = None, style: str | None = None) -> None:
+               finish: str | None = None, system_hash: str | None = None, style: str | None = None,
+               revision: bool = False) -> None:
         self.total += 1
         self.by_status[status] += 1
         if fault:
@@ -142,7 +143,7 @@ class State:
             self.log.append(
                 {"t": t, "status": status, "text_hash": h, "fault": fault,
                  "duration": round(time.monotonic() - t, 6), "max_tokens": max_tokens, "finish_reason": finish,
-                 "system_hash": system_hash, "style": style}
+                 "system_hash": system_hash, "style": style, "revision": revision}
             )
 
     def stats(self) -> dict[str, Any]:
@@ -214,6 +215,9 @@ def _fault_response(rule: FaultRule) -> web.Response | None:
                       "invalid_request_error", "model_not_found", param="model")
     if kind == "422":
         return _error(422, "Unprocessable request (injected fault).", "invalid_request_error", None)
+    if kind == "context_length":
+        return _error(400, "This model's maximum context length is exceeded (injected).", "invalid_request_error",
+                      "context_length_exceeded", param="messages")
     if kind == "content_filter":
         return _error(400, "The response was filtered due to the prompt triggering the content management "
                       "policy.", "invalid_request_error", "content_filter", param="prompt")
@@ -329,6 +333,7 @@ class FakeLLM:
             if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str)
         )
         seen = {"system_hash": _system_hash(system) if system else None, "style": extract_style(messages)[0].value}
+        revision = REVISION_OPEN in user  # a second pass (the earlier rewrite and what to fix)
         cid = "chatcmpl-" + uuid.uuid4().hex[:24]
         created = int(time.time())
         headers = {"x-request-id": "req_" + uuid.uuid4().hex[:16]}
@@ -340,7 +345,7 @@ class FakeLLM:
             await _sleep_until(due)
             resp = await self._stream(request, cid, created, model, content, finish,
                                       usage if include_usage else None, headers)
-            st.record(t, 200, h, fault, max_tokens, finish, **seen)
+            st.record(t, 200, h, fault, max_tokens, finish, **seen, revision=revision)
             return resp
         payload = json.dumps(
             {
@@ -355,7 +360,7 @@ class FakeLLM:
             }
         )
         await _sleep_until(due)
-        st.record(t, 200, h, fault, max_tokens, finish, **seen)
+        st.record(t, 200, h, fault, max_tokens, finish, **seen, revision=revision)
         return web.Response(text=payload, content_type="application/json", headers=headers)
 
     def _reply(self, text: str, messages: list[Any], cfg: FakeLLMConfig, fault: str | None) -> tuple[str, str, int]:
@@ -369,7 +374,7 @@ class FakeLLM:
             content = f"{text} [reply-{self._nonce}]"
         else:
             style, custom = extract_style(messages)
-            source = drop_first_number(text) if cfg.mode == "drop-number" else text
+            source = drop_first_number(text) if cfg.mode == "drop-number" or fault == "drop_number" else text
             content = rewrite_text(source, style, custom)
         if fault == "length":
             content = content[: max(1, len(content) // 2)]

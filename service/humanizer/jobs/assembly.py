@@ -71,6 +71,9 @@ def verify_job(store: JobStore, job_id: str) -> dict[str, Any]:
         kept_original=kept or None,
     )
     data = report.model_dump(mode="json")
+    targets = store.target_figures(job_id, meta)
+    if targets:
+        data["targets"] = [t.model_dump(mode="json") for t in targets]
     store.save_report(job_id, data)
     return data
 

@@ -42,6 +42,20 @@ class JobRequest(BaseModel):
     priority: Literal["high", "normal", "low"] = "normal"
     token_budget: int | None = Field(None, ge=1, description="stop the job once it used this many tokens")
     max_cost_usd: float | None = Field(None, gt=0, description="stop the job once it cost this much")
+    fallback: list[str] | None = Field(
+        None, max_length=16,
+        description="fallback targets (names from HUMANIZER_FALLBACK_TARGETS) tried in this order after the job's "
+        "own provider and model; None: all configured ones, []: none",
+    )
+    fallback_also_on: list[str] | None = Field(
+        None, max_length=8,
+        description="error kinds that also fall over: auth, permission, quota_exhausted, content_policy, "
+        "not_found; None: HUMANIZER_FALLBACK_ALSO_ON",
+    )
+    second_pass: bool | None = Field(
+        None, description="one more call, naming what to fix, for a chunk whose rewrite dropped a fact or reads "
+        "machine-written (None: HUMANIZER_SECOND_PASS, by default on for model providers)",
+    )
     job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
     @model_validator(mode="after")
@@ -66,6 +80,39 @@ class TellScores(BaseModel):
     after: float
 
 
+class TargetFigures(BaseModel):
+    """What one target of the job's chain did (``primary``: the job's own provider and model)."""
+
+    name: str
+    provider: str
+    model: str
+    chunks: int = Field(0, description="chunks whose stored rewrite this target made")
+    calls: int = Field(0, description="provider calls made (a truncated reply's retry and a second pass are calls too)")
+    errors: dict[str, int] = Field(default_factory=dict, description="failed calls by error kind")
+    skipped: int = Field(0, description="calls not made because the target's circuit breaker was open")
+    fallovers: int = Field(0, description="times a chunk left this target for the next one")
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_seconds: float | None = Field(None, description="mean seconds per call")
+    second_passes: int = Field(0, description="second-pass calls this target answered (in calls, tokens and cost too)")
+    second_pass_tokens_in: int = 0
+    second_pass_tokens_out: int = 0
+    second_pass_cost_usd: float = 0.0
+
+
+class SecondPassFigures(BaseModel):
+    """The job's second passes (worker/second_pass.py): extra calls, how often the second rewrite was kept,
+    chunks refused one by the budget, and their tokens and estimated cost (also in the job's totals)."""
+
+    calls: int
+    kept: int
+    over_budget: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float = 0.0
+
+
 class JobView(BaseModel):
     """Everything a caller may read about a job at any moment."""
 
@@ -87,4 +134,6 @@ class JobView(BaseModel):
     dead_letters: int
     verification: dict[str, Any] | None = None
     ai_tell_score: TellScores | None = None  # once verified
+    targets: list[TargetFigures] | None = None  # per target of the chain (None: a job without fallbacks)
+    second_pass: SecondPassFigures | None = None  # once a chunk had one (or the budget refused one)
     humanized_text: str | None = None

@@ -44,8 +44,10 @@ def replay_job(store: JobStore, job_id: str) -> list[int]:
 
 
 def _forget(store: JobStore, job_id: str, index: int) -> None:
-    """Clear a chunk's failure; if its original text was kept in the document, drop that too so it runs again."""
+    """Clear a chunk's failure (and its place in the fallback chain); if its original text was kept in the
+    document, drop that too so it runs again."""
     failure = store.failures(job_id).get(index) or {}
     store.clear_failure(job_id, index)
+    store.r.hdel(store.key(job_id, "route"), str(index))  # a replayed chunk starts its fallback chain afresh
     if failure.get("kept_original"):
         store.drop_kept_original(job_id, index)

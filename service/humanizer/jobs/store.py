@@ -14,6 +14,12 @@ Keys (prefix ``hz`` by default)::
     hz:job:<id>:result   string the merged document (first writer wins)
     hz:job:<id>:report   string verification report JSON
     hz:job:<id>:deliveries hash chunk index -> starts of its call that never reported back (poison detection)
+    hz:job:<id>:targets  hash   "<target>|<figure>" -> calls, errors, tokens, seconds, second passes (sp_*)...
+                                per target of the job's fallback chain (jobs with fallback targets only)
+    hz:job:<id>:served   hash   index -> the target whose rewrite was stored (first writer wins)
+    hz:job:<id>:route    hash   index -> "<position in the chain>:<batch attempt it got there>" for chunks
+                                that fell over (absent: still on the primary)
+    hz:job:<id>:second_pass hash chunk index -> how its one second pass ended (worker/second_pass.py)
     hz:jobs              zset   job id -> created_at (listing)
     hz:active            zset   unfinished job id -> time of its last progress (reconciler)
 """
@@ -28,7 +34,7 @@ from typing import Any
 
 import redis
 
-from humanizer.jobs.models import TERMINAL, JobStatus, JobView, Progress, TellScores
+from humanizer.jobs.models import TERMINAL, JobStatus, JobView, Progress, SecondPassFigures, TargetFigures, TellScores
 from humanizer.jobs.scheduler import job_keys as scheduler_keys
 from humanizer.logging import get_logger
 from humanizer.pricing import cost_usd
@@ -185,8 +191,9 @@ class JobStore:
         return f"{self.prefix}:job:{job_id}" + (f":{part}" if part else "")
 
     def _all_keys(self, job_id: str) -> list[str]:
-        own = [self.key(job_id, p) for p in ("", "chunks", "out", "fail", "flags", "deliveries", "result", "report")]
-        return own + scheduler_keys(self.prefix, job_id)
+        parts = ("", "chunks", "out", "fail", "flags", "deliveries", "second_pass", "result", "report", "targets",
+                 "served", "route")
+        return [self.key(job_id, p) for p in parts] + scheduler_keys(self.prefix, job_id)
 
     @property
     def index_key(self) -> str:
@@ -307,8 +314,91 @@ class JobStore:
         raw = self.r.get(self.key(job_id, "report"))
         return json.loads(raw) if raw else None
 
+    # ---- fallback chains ----------------------------------------------------------------
+    def routes(self, job_id: str, indices: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """Where each chunk is in its job's chain: (position, batch attempt at which it got there)."""
+        indices = list(indices)
+        if not indices:
+            return {}
+        raw = self.r.hmget(self.key(job_id, "route"), [str(i) for i in indices])
+        out: dict[int, tuple[int, int]] = {}
+        for i, value in zip(indices, raw, strict=True):
+            if value:
+                pos, _, start = str(value).partition(":")
+                out[i] = (int(pos), int(start or 0))
+        return out
+
+    def record_targets(
+        self, job_id: str, figures: Mapping[str, Mapping[str, float]], served: Mapping[int, str],
+        routes: Mapping[int, tuple[int, int]],
+    ) -> None:
+        """Add one batch's per-target figures, record who served its stored chunks, move fallen-over
+        chunks along the chain: one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        key = self.key(job_id, "targets")
+        for name, values in figures.items():
+            for field, amount in values.items():
+                if not amount:
+                    continue
+                if field == "seconds":  # the only float figure (HINCRBY refuses a field HINCRBYFLOAT wrote)
+                    pipe.hincrbyfloat(key, f"{name}|{field}", round(float(amount), 6))
+                else:
+                    pipe.hincrby(key, f"{name}|{field}", int(amount))
+        for index, name in served.items():
+            pipe.hsetnx(self.key(job_id, "served"), str(index), name)
+        if routes:
+            pipe.hset(self.key(job_id, "route"), mapping={str(i): f"{p}:{a}" for i, (p, a) in routes.items()})
+        if len(pipe):
+            pipe.execute()
+
+    def served(self, job_id: str) -> dict[int, str]:
+        return {int(i): v for i, v in self.r.hgetall(self.key(job_id, "served")).items()}
+
+    def target_figures(self, job_id: str, meta: Mapping[str, str] | None = None) -> list[TargetFigures] | None:
+        """Per-target figures of a job with a fallback chain (None for a job without one)."""
+        m = meta if meta is not None else self.meta(job_id)
+        chain = json.loads(m["chain"]) if m.get("chain") else None
+        if not chain:
+            return None
+        raw = self.r.hgetall(self.key(job_id, "targets"))
+        values: dict[str, dict[str, float]] = {}
+        for field, value in raw.items():
+            name, _, figure = field.partition("|")
+            values.setdefault(name, {})[figure] = float(value)
+        out: list[TargetFigures] = []
+        for entry in chain:
+            v = values.get(entry["name"], {})
+            tokens_in, tokens_out = int(v.get("tokens_in", 0)), int(v.get("tokens_out", 0))
+            calls = int(v.get("calls", 0))
+            price = entry.get("price")
+            prices = {entry["model"]: tuple(price)} if price else self.prices
+            sp_in, sp_out = int(v.get("sp_tokens_in", 0)), int(v.get("sp_tokens_out", 0))
+            out.append(TargetFigures(
+                name=entry["name"], provider=entry.get("provider", ""), model=entry.get("model", ""),
+                chunks=int(v.get("chunks", 0)), calls=calls,
+                errors={k.removeprefix("err."): int(n) for k, n in sorted(v.items()) if k.startswith("err.") and n},
+                skipped=int(v.get("skipped", 0)), fallovers=int(v.get("fallovers", 0)),
+                tokens_in=tokens_in, tokens_out=tokens_out,
+                cost_usd=cost_usd(prices, entry.get("model", ""), tokens_in, tokens_out),
+                latency_seconds=round(v.get("seconds", 0.0) / calls, 4) if calls else None,
+                second_passes=int(v.get("sp_calls", 0)), second_pass_tokens_in=sp_in, second_pass_tokens_out=sp_out,
+                second_pass_cost_usd=cost_usd(prices, entry.get("model", ""), sp_in, sp_out),
+            ))
+        return out
+
+    def job_cost(self, meta: Mapping[str, str], targets: list[TargetFigures] | None = None) -> float:
+        """Estimated cost: the primary's model prices the tokens no fallback target used; each fallback
+        target prices its own (its price_in/price_out, else the price table by its model)."""
+        tokens_in, tokens_out = int(meta.get("tokens_in", 0)), int(meta.get("tokens_out", 0))
+        others = [t for t in targets or [] if t.name != "primary"]
+        rest_in = max(0, tokens_in - sum(t.tokens_in for t in others))
+        rest_out = max(0, tokens_out - sum(t.tokens_out for t in others))
+        primary = cost_usd(self.prices, meta.get("model", ""), rest_in, rest_out)
+        return round(primary + sum(t.cost_usd for t in others), 6)
+
     def view(self, job_id: str, with_result: bool = True) -> JobView:
         m = self.meta(job_id)
+        targets = self.target_figures(job_id, m)
         total = int(m.get("total", 0))
         done, failed, skipped = int(m.get("done", 0)), int(m.get("failed", 0)), int(m.get("skipped", 0))
         status = JobStatus(m["status"])
@@ -326,7 +416,7 @@ class JobStore:
             retries=int(m.get("retries", 0)),
             tokens_in=int(m.get("tokens_in", 0)),
             tokens_out=int(m.get("tokens_out", 0)),
-            cost_usd=cost_usd(self.prices, m.get("model", ""), int(m.get("tokens_in", 0)), int(m.get("tokens_out", 0))),
+            cost_usd=self.job_cost(m, targets),
             created_at=float(m["created_at"]),
             started_at=float(m["started_at"]) if m.get("started_at") else None,
             finished_at=float(m["finished_at"]) if m.get("finished_at") else None,
@@ -334,6 +424,8 @@ class JobStore:
             dead_letters=failed,
             verification=self.report(job_id) if with_result else None,
             ai_tell_score=_tell_scores(m),
+            targets=targets,
+            second_pass=_second_pass(m, self.prices, targets),
             humanized_text=self.result(job_id) if with_result and status == JobStatus.SUCCESS else None,
         )
 
@@ -477,6 +569,26 @@ def _tell_scores(meta: Mapping[str, str]) -> TellScores | None:
     if not before or not after:
         return None
     return TellScores(before=float(before), after=float(after))
+
+
+def _second_pass(
+    meta: Mapping[str, str], prices: Mapping[str, tuple[float, float]], targets: list[TargetFigures] | None = None
+) -> SecondPassFigures | None:
+    """The job's second-pass figures, once it has had one (or was refused one by its budget). Their cost is
+    priced as the job's (``JobStore.job_cost``): what fallback targets answered at their prices, the rest at
+    the primary's model."""
+    calls, over = int(meta.get("second_pass_calls", 0)), int(meta.get("second_pass_over_budget", 0))
+    if not calls and not over:
+        return None
+    tokens_in, tokens_out = int(meta.get("second_pass_tokens_in", 0)), int(meta.get("second_pass_tokens_out", 0))
+    others = [t for t in targets or [] if t.name != "primary"]
+    rest_in = max(0, tokens_in - sum(t.second_pass_tokens_in for t in others))
+    rest_out = max(0, tokens_out - sum(t.second_pass_tokens_out for t in others))
+    cost = cost_usd(prices, meta.get("model", ""), rest_in, rest_out) + sum(t.second_pass_cost_usd for t in others)
+    return SecondPassFigures(
+        calls=calls, kept=int(meta.get("second_pass_kept", 0)), over_budget=over, tokens_in=tokens_in,
+        tokens_out=tokens_out, cost_usd=round(cost, 6),
+    )
 
 
 def _encode(value: Any) -> str | int | float:

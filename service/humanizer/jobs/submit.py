@@ -7,6 +7,7 @@ sends the chord for the rest.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
@@ -22,6 +23,7 @@ from humanizer.jobs.prechunked import chunks_from_list
 from humanizer.jobs.store import JobStore
 from humanizer.logging import get_logger
 from humanizer.providers import PROVIDERS, STYLES
+from humanizer.providers.targets import PRIMARY, parse_also_on
 from humanizer.redis_client import check_redis
 
 log = get_logger("humanizer.submit")
@@ -108,6 +110,7 @@ def submit_job(
     job_id = req.job_id or uuid.uuid4().hex
     model = req.model or (s.openai_model if provider == "openai" else "")
     tenant = tenant or (f"ns:{origin['namespace']}" if origin and origin.get("namespace") else "default")
+    chain, also_on = resolve_chain(req, s, provider, model)
     meta = {
         "provider": provider,
         "model": model,
@@ -120,16 +123,48 @@ def submit_job(
         "token_budget": req.token_budget or "",
         "max_cost_usd": req.max_cost_usd or "",
         "tenant": tenant,
+        "chain": json.dumps(chain) if len(chain) > 1 else "",
+        "fallback_also_on": ",".join(also_on),
+        "second_pass": "" if req.second_pass is None else req.second_pass,  # "": the workers' setting
         **{f"{ORIGIN_PREFIX}{k}": v for k, v in (origin or {}).items()},
     }
     ready = {c.index: c.text for c in chunks if c.kind != "prose"}
     model_indices = [c.index for c in chunks if c.kind == "prose"]
+    meta["model_chunks"] = len(model_indices)  # the second pass's budget is a share of these
     store.create(job_id, meta, {c.index: chunk_to_dict(c) for c in chunks}, ready)
     task_ids = dispatch(job_id, model_indices, priority=req.priority, tenant=tenant)
     eta = time.time() + estimate_seconds(store, len(model_indices), s)
     log.info("job.submitted", job_id=job_id, chunks=len(chunks), model_chunks=len(model_indices),
              provider=provider, style=meta["style"])
     return SubmittedJob(job_id, task_ids, len(chunks), len(model_indices), eta)
+
+
+def resolve_chain(
+    req: JobRequest, s: Settings, provider: str, model: str
+) -> tuple[list[dict[str, object]], tuple[str, ...]]:
+    """The job's chain (``primary``, then its fallback targets: name, provider, model, price) and the
+    error kinds that also fall over. Raises ``SubmissionError`` for an unknown target or kind."""
+    names = [t.name for t in s.fallback_targets] if req.fallback is None else list(req.fallback)
+    chain: list[dict[str, object]] = [{"name": PRIMARY, "provider": provider, "model": model}]
+    for name in names:
+        target = s.fallback_target(name)
+        if target is None:
+            known = ", ".join(t.name for t in s.fallback_targets) or "none are configured"
+            raise SubmissionError(f"unknown fallback target {name!r} (HUMANIZER_FALLBACK_TARGETS: {known})")
+        if any(entry["name"] == name for entry in chain):
+            raise SubmissionError(f"fallback target {name!r} is listed twice")
+        entry: dict[str, object] = {
+            "name": name, "provider": target.provider,
+            "model": target.model or (s.openai_model if target.provider == "openai" else ""),
+        }
+        if target.price_in is not None or target.price_out is not None:
+            entry["price"] = [target.price_in or 0.0, target.price_out or 0.0]
+        chain.append(entry)
+    try:
+        also_on = parse_also_on(req.fallback_also_on) if req.fallback_also_on is not None else s.fallback_also_on_kinds
+    except ValueError as exc:
+        raise SubmissionError(str(exc)) from None
+    return chain, also_on
 
 
 def estimate_seconds(store: JobStore, model_chunks: int, settings: Settings) -> float:

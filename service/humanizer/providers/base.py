@@ -20,11 +20,15 @@ class RewriteRequest:
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    # a second pass (worker/second_pass.py): the earlier rewrite of ``text`` and what exactly to fix in it
+    previous: str | None = None
+    fixes: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # never show document text in reprs (tracebacks, logs)
         return (
             f"RewriteRequest(chars={len(self.text)}, style={str(getattr(self.style, 'value', self.style))!r}, "
-            f"custom_prompt={'yes' if self.custom_prompt else 'no'}, model={self.model!r})"
+            f"custom_prompt={'yes' if self.custom_prompt else 'no'}, model={self.model!r}"
+            + (f", second_pass={len(self.fixes)} fixes" if self.previous is not None else "") + ")"
         )
 
 

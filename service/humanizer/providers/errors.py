@@ -27,6 +27,7 @@ class ErrorKind(StrEnum):
     UNPROCESSABLE = "unprocessable"
     QUOTA_EXHAUSTED = "quota_exhausted"
     CONTENT_POLICY = "content_policy"
+    CONTEXT_LENGTH = "context_length"  # the prompt (or prompt + max_tokens) exceeds the model's context window
     INVALID_RESPONSE = "invalid_response"
 
 
@@ -45,6 +46,8 @@ QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "bi
 CONTENT_POLICY_CODES = frozenset(
     {"content_filter", "content_policy_violation", "responsibleaipolicyviolation", "content_policy"}
 )
+
+CONTEXT_LENGTH_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 
 _SAFE_TOKEN = re.compile(r"[^A-Za-z0-9_.\-]")
 
@@ -207,11 +210,14 @@ def _from_status(status: int, code: str | None, etype: str | None, headers: Any)
         kind = ErrorKind.QUOTA_EXHAUSTED
     elif markers & CONTENT_POLICY_CODES and status in (400, 403, 422):
         kind = ErrorKind.CONTENT_POLICY
+    elif markers & CONTEXT_LENGTH_CODES and status in (400, 413, 422):
+        kind = ErrorKind.CONTEXT_LENGTH
     retry_after = parse_retry_after(headers) if kind in RETRYABLE_KINDS else None
     text = {
         ErrorKind.RATE_LIMITED: "rate limited by the provider",
         ErrorKind.QUOTA_EXHAUSTED: "provider quota exhausted",
         ErrorKind.CONTENT_POLICY: "the provider's content policy rejected the request",
+        ErrorKind.CONTEXT_LENGTH: "the request exceeds the model's context length",
         ErrorKind.AUTH: "authentication failed (check the API key)",
         ErrorKind.PERMISSION: "permission denied by the provider",
         ErrorKind.NOT_FOUND: "not found (check the model name and base URL)",

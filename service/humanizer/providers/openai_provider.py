@@ -97,7 +97,8 @@ class OpenAIProvider:
     def _body(self, request: RewriteRequest) -> tuple[list[dict[str, str]], dict[str, Any]]:
         try:
             messages = build_messages(
-                request.text, request.style, request.custom_prompt, request.context_before, request.context_after
+                request.text, request.style, request.custom_prompt, request.context_before, request.context_after,
+                request.previous, request.fixes,
             )
         except ValueError as exc:
             raise ProviderError(ErrorKind.BAD_REQUEST, str(exc)) from None

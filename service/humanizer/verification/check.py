@@ -13,6 +13,7 @@ month-and-day and day, and an ambiguous ``03/05/2024`` matches either reading.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -112,6 +113,9 @@ class VerificationReport(BaseModel):
     missing_totals: dict[str, int] = Field(default_factory=dict)  # category -> missing in all chunks
     document: ChunkReport | None = None  # None when no chunk was checked
     tells: TellReport | None = None  # AI-tell scores before/after (None when off or nothing was checked)
+    # per target of the job's fallback chain, when it has one (humanizer.jobs.models.TargetFigures as JSON):
+    # who rewrote how many chunks, at what tokens, cost, latency and errors
+    targets: list[dict[str, Any]] | None = None
     options: VerificationOptions = Field(default_factory=VerificationOptions)
 
 

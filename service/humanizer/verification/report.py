@@ -42,6 +42,14 @@ def render_report(report: VerificationReport, max_issues: int = 10) -> Group:
                 style="yellow" if tells.after.flagged else "dim",
             )
         )
+    if report.targets:
+        parts.append(Text(
+            "Served by: " + ", ".join(
+                f"{t.get('name')} {t.get('chunks', 0)} chunks ({t.get('calls', 0)} calls, "
+                f"{sum((t.get('errors') or {}).values())} failed)" for t in report.targets
+            ),
+            style="dim",
+        ))
     missing = {k: v for k, v in report.missing_totals.items() if v}
     if missing:
         parts.append(Text("Missing: " + ", ".join(f"{v} {k}" for k, v in missing.items()), style="yellow"))

@@ -23,8 +23,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import json
+import os
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,10 +46,14 @@ from humanizer.logging import get_logger
 from humanizer.monitoring import throughput
 from humanizer.pricing import cost_usd
 from humanizer.providers import Provider, ProviderError, RewriteRequest, RewriteResult, build_provider
+from humanizer.providers.breaker import BreakerConfig, CircuitBreaker
+from humanizer.providers.errors import ErrorKind
+from humanizer.providers.openai_provider import NO_KEY_PLACEHOLDER
 from humanizer.providers.sizing import retry_max_tokens, size_max_tokens
+from humanizer.providers.targets import PRIMARY, counts_for_breaker, falls_over, parse_also_on
 from humanizer.ratelimit import Limits, RateLimiter
 from humanizer.redis_client import get_redis
-from humanizer.worker import chunk_cache
+from humanizer.worker import chunk_cache, second_pass
 from humanizer.worker.celery_app import app
 from humanizer.worker.engine import CallEngine, get_engine
 from humanizer.worker.retry_policy import retry_countdown
@@ -95,6 +102,98 @@ def _limiter(name: str, model: str) -> RateLimiter:
     return RateLimiter(get_redis(s), f"{name}:{model}", limits, prefix=s.key_prefix)
 
 
+@functools.cache
+def _target_provider(name: str) -> Provider:
+    """The provider of fallback target ``name`` (HUMANIZER_FALLBACK_TARGETS), one per worker process."""
+    s = get_settings()
+    t = s.fallback_target(name)
+    if t is None:
+        raise KeyError(name)
+    if t.provider != "openai":
+        return build_provider(t.provider)
+    if t.api_key_env:
+        key = os.environ.get(t.api_key_env) or None  # unset: the call fails as auth (no key configured)
+    elif t.base_url:
+        key = NO_KEY_PLACEHOLDER  # a self-hosted server: never send OPENAI_API_KEY to another host
+    else:
+        key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
+    return build_provider(
+        "openai", api_key=key, base_url=t.base_url, model=t.model or s.openai_model,
+        temperature=s.openai_temperature, max_tokens=s.openai_max_tokens,
+        timeout=min(t.timeout or s.openai_timeout, s.celery_task_soft_time_limit), max_retries=s.openai_sdk_max_retries,
+    )
+
+
+@functools.cache
+def _target_limiter(name: str) -> RateLimiter:
+    s = get_settings()
+    t = s.fallback_target(name)
+    keep = 1.0 - s.rate_limit_headroom
+    limits = Limits((t.rpm if t else 0.0) * keep, (t.tpm if t else 0.0) * keep, s.rate_limit_burst_seconds)
+    return RateLimiter(get_redis(s), f"target:{name}", limits, prefix=s.key_prefix)
+
+
+def _on_breaker(target: str, old: str, new: str) -> None:
+    metrics.observe_breaker(target, new)
+    log.warning("breaker.transition", target=target, from_state=old, to_state=new)
+
+
+@functools.cache
+def _breaker(target: str, key_id: str, timeout: float) -> CircuitBreaker:
+    s = get_settings()
+    cfg = BreakerConfig(s.breaker_failures, s.breaker_cooldown_seconds, probe_lease=timeout + 5.0)
+    return CircuitBreaker(get_redis(s), target, key_id, cfg, prefix=s.key_prefix, on_transition=_on_breaker)
+
+
+_Figures = collections.defaultdict[str, float]  # one target's figures in a batch: calls, err.<kind>, seconds...
+
+
+def _new_figures() -> collections.defaultdict[str, _Figures]:
+    return collections.defaultdict(lambda: collections.defaultdict(float))
+
+
+@dataclass(frozen=True)
+class _Hop:
+    """One target of a job's chain, as this worker calls it."""
+
+    name: str
+    provider_name: str
+    model: str  # "" for the primary: the request carries the job's model (or none)
+    provider: Provider
+    limiter: RateLimiter
+    prices: Mapping[str, tuple[float, float]]
+    breaker: CircuitBreaker | None
+
+
+def _chain(store: JobStore, meta: dict[str, str]) -> list[_Hop]:
+    """The job's chain: its primary, then the fallback targets it names that this worker knows."""
+    s = get_settings()
+    provider_name, model = meta.get("provider") or s.provider, meta.get("model") or s.openai_model
+    entries = json.loads(meta["chain"]) if meta.get("chain") else []
+    with_breakers = len(entries) > 1 and s.breaker_failures > 0
+    timeout = min(s.openai_timeout, s.celery_task_soft_time_limit)
+    breaker = _breaker(PRIMARY, f"{PRIMARY}:{provider_name}:{model}", timeout) if with_breakers else None
+    hops = [_Hop(PRIMARY, provider_name, "", _provider(provider_name, model), _limiter(provider_name, model),
+                 store.prices, breaker)]
+    for entry in entries[1:]:
+        t = s.fallback_target(str(entry.get("name")))
+        if t is None:
+            log.warning("chain.unknown_target", target=_safe_name(entry.get("name")))
+            continue
+        prices = {entry["model"]: tuple(entry["price"])} if entry.get("price") else store.prices
+        t_timeout = min(t.timeout or s.openai_timeout, s.celery_task_soft_time_limit)
+        hops.append(_Hop(
+            t.name, t.provider, str(entry.get("model") or ""), _target_provider(t.name), _target_limiter(t.name),
+            prices, _breaker(t.name, t.name, t_timeout) if with_breakers else None,
+        ))
+    return hops
+
+
+def _safe_name(value: object) -> str:
+    text = str(value)
+    return text if text.replace("_", "").isalnum() and len(text) <= 40 else "?"
+
+
 class _Delayed:
     """The offline rewriter with a fixed simulated latency (demo only, so the fan-out is visible)."""
 
@@ -125,12 +224,13 @@ def _record_chunk_seconds(store: JobStore, seconds: float) -> None:
     store.r.eval(_MOVING_AVERAGE, 1, f"{store.prefix}:stats:chunk_seconds", repr(seconds))
 
 
-def _over_budget(store: JobStore, meta: dict[str, str]) -> str | None:
+def _over_budget(store: JobStore, meta: dict[str, str], job_id: str = "") -> str | None:
     used_in, used_out = int(meta.get("tokens_in", 0)), int(meta.get("tokens_out", 0))
     if meta.get("token_budget") and used_in + used_out >= int(meta["token_budget"]):
         return f"token budget {int(meta['token_budget']):,} reached ({used_in + used_out:,} used)"
     if meta.get("max_cost_usd"):
-        spent = cost_usd(store.prices, meta.get("model", ""), used_in, used_out)
+        targets = store.target_figures(job_id, meta) if job_id and meta.get("chain") else None
+        spent = store.job_cost(meta, targets)
         if spent >= float(meta["max_cost_usd"]):
             return f"cost budget ${float(meta['max_cost_usd']):.4f} reached (${spent:.4f} spent)"
     return None
@@ -156,6 +256,10 @@ class _Call:
     error: ProviderError | None = None
     tokens_in: int = 0  # tokens paid for by calls whose reply was not stored (truncated, then failed)
     tokens_out: int = 0
+    target: str = PRIMARY  # the target that served it, or the last one tried
+    can_retry: bool | None = None  # chains: whether the chunk has retries left on its target (None: the batch's)
+    tries_on_target: int | None = None  # chains: retries spent on its current target (the backoff exponent)
+    route: tuple[int, int] | None = None  # chains: the chunk's new place in the chain, when it moved
 
 
 def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, Any]:
@@ -186,7 +290,7 @@ def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, An
     todo = [i for i in todo if i not in poisoned]
     if meta["status"] == JobStatus.PENDING:
         store.set_status(job_id, JobStatus.STARTED, phase="rewriting")
-    budget = _over_budget(store, meta)
+    budget = _over_budget(store, meta, job_id)
     if budget:
         finish(store, job_id, JobStatus.FAILURE, phase="stopped", error=f"stopped: {budget}")
         bound.warning("batch.budget_exhausted")
@@ -201,7 +305,17 @@ def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, An
     todo = [i for i in todo if i not in hits]
 
     engine = get_engine(s.worker_calls)
-    calls = engine.run(_call_all(engine, self.request.retries, store, job_id, meta, chunks, keys, todo)) if todo else []
+    chain = _chain(store, meta)
+    routes = store.routes(job_id, todo) if len(chain) > 1 else {}
+    figures: dict[str, _Figures] = _new_figures()
+    calls = engine.run(_call_all(
+        engine, self.request.retries, store, job_id, meta, chunks, keys, todo, chain, routes, figures,
+    )) if todo else []
+    if len(chain) > 1 and calls:
+        store.record_targets(
+            job_id, figures, {c.index: c.target for c in calls if c.outcome == "stored"},
+            {c.index: c.route for c in calls if c.route is not None},
+        )
     seconds = [c.seconds for c in calls if c.outcome in ("stored", "duplicate")]
     if seconds:
         _record_chunk_seconds(store, sum(seconds) / len(seconds))
@@ -211,7 +325,7 @@ def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, An
         attempt=self.request.retries + 1, **dict(sorted(outcomes.items())),
     )
     throughput.record_chunks(store.r, store.prefix, ok=outcomes["stored"] + len(hits))  # humanizer monitor
-    _settle_failures(self, store, job_id, chunks, calls, bound)
+    _settle_failures(self, store, job_id, chunks, calls, bound, len(chain))
     return {**summary, "outcome": "done", **outcomes}
 
 
@@ -232,16 +346,25 @@ def _count(indices: list[int], outcome: str, seconds: float = 0.0) -> None:
 
 async def _call_all(
     engine: CallEngine, retries: int, store: JobStore, job_id: str, meta: dict[str, str],
-    chunks: dict[int, dict[str, Any]], keys: dict[int, str], todo: list[int],
+    chunks: dict[int, dict[str, Any]], keys: dict[int, str], todo: list[int], chain: list[_Hop] | None = None,
+    routes: dict[int, tuple[int, int]] | None = None, figures: dict[str, _Figures] | None = None,
 ) -> list[_Call]:
     """Run the provider calls of one batch concurrently on the engine's loop, each in one of its slots."""
+    chain = chain or _chain(store, meta)
+    routes = routes or {}
+    figures = figures if figures is not None else _new_figures()
     return list(await asyncio.gather(
-        *(_call_one(engine, retries, store, job_id, meta, i, chunks[i], keys.get(i, "")) for i in todo)
+        *(_call_one(engine, retries, store, job_id, meta, i, chunks[i], keys.get(i, ""), chain, routes.get(i),
+                    figures) for i in todo)
     ))
 
 
 class _JobEnded(Exception):
     """The job was cancelled or stopped while a chunk waited for a rate-limit slot."""
+
+
+class _BreakerOpen(Exception):
+    """The target's circuit breaker is open (or half-open with its probe out): the call was not made."""
 
 
 class _Truncated(Exception):
@@ -261,6 +384,18 @@ class _Caller:
     limiter: RateLimiter
     tokens_in: int = 0
     tokens_out: int = 0
+    target: str = PRIMARY
+    figures: _Figures | None = None  # this target's figures in the batch (chains only)
+    prices: Mapping[str, tuple[float, float]] | None = None  # default: the store's price table
+    breaker: CircuitBreaker | None = None  # the target's (chains only)
+    admitted: bool = False  # the breaker let this chunk's calls through
+
+    def _count(self, seconds: float, kind: str | None = None) -> None:
+        if self.figures is not None:
+            self.figures["calls"] += 1
+            self.figures["seconds"] += seconds
+            if kind is not None:
+                self.figures[f"err.{kind}"] += 1
 
     async def __call__(self, request: RewriteRequest, tokens: int) -> RewriteResult:
         """One provider call in one of the process's call slots. The slot is held for the call only
@@ -268,6 +403,12 @@ class _Caller:
         released, so the next chunk's call is not held up by Redis."""
         estimate = tokens * 2 + 200
         async with self.engine.slot(self.job_id):
+            # the breaker is asked once per chunk and target, when the call is about to go (not before its
+            # wait for a slot: it may have opened meanwhile); a half-open breaker admits this chunk as its probe
+            if self.breaker is not None and not self.admitted:
+                if not self.breaker.allow():
+                    raise _BreakerOpen
+                self.admitted = True
             waited = self.limiter.reserve(tokens=estimate)
             if self.limiter.limits.enabled:
                 metrics.observe_rate_limit_wait(waited)
@@ -281,17 +422,105 @@ class _Caller:
                     result = await self.provider.arewrite(request)
                 except ProviderError as err:
                     status = err.status_code or err.kind.value
-                    metrics.observe_provider(status, time.monotonic() - started, self.provider_name)
+                    seconds = time.monotonic() - started
+                    metrics.observe_provider(status, seconds, self.provider_name, self.target)
+                    self._count(seconds, err.kind.value)
                     raise
-        metrics.observe_provider(200, time.monotonic() - started, self.provider_name)
+        seconds = time.monotonic() - started
+        metrics.observe_provider(200, seconds, self.provider_name, self.target)
+        prices = self.store.prices if self.prices is None else self.prices
         metrics.observe_tokens(
             result.input_tokens, result.output_tokens, self.provider_name, self.model,
-            cost_usd=cost_usd(self.store.prices, self.model, result.input_tokens, result.output_tokens),
+            cost_usd=cost_usd(prices, self.model, result.input_tokens, result.output_tokens), target=self.target,
         )
         self.limiter.settle(estimate, result.input_tokens + result.output_tokens)
         self.tokens_in += result.input_tokens
         self.tokens_out += result.output_tokens
+        self._count(seconds)
+        if self.figures is not None:
+            self.figures["tokens_in"] += result.input_tokens
+            self.figures["tokens_out"] += result.output_tokens
         return result
+
+
+def _hop_caller(
+    engine: CallEngine, store: JobStore, job_id: str, meta: dict[str, str], hop: _Hop, figures: dict[str, _Figures],
+    chained: bool,
+) -> _Caller:
+    """A caller for one target of the chunk's chain (its breaker, limiter, prices and figures)."""
+    model = hop.model or meta.get("model") or get_settings().openai_model
+    return _Caller(engine, store, job_id, hop.provider, hop.provider_name, model, hop.limiter, target=hop.name,
+                   figures=figures[hop.name] if chained else None, prices=hop.prices, breaker=hop.breaker)
+
+
+def _for_hop(request: RewriteRequest, position: int, hop: _Hop) -> RewriteRequest:
+    """The request as ``hop`` gets it: the primary the job's model, a fallback target its own."""
+    return request if position == 0 else replace(request, model=hop.model or None)
+
+
+@dataclass
+class _SecondPassCall:
+    """The call a chunk's second pass makes (``second_pass.improve`` calls it as ``call(request, tokens)``):
+    through the job's chain like the chunk's first call, starting at the target that served that call.
+    Each target is asked its circuit breaker again, counted in its figures (calls, errors, tokens, cost,
+    and ``second_passes``) and in the metrics under its ``target`` label, and its breaker hears how the
+    call went. An error that falls over (``targets.falls_over``, at once: a second pass is never retried)
+    or an open breaker moves it to the next target; any other error, or the end of the chain, raises
+    (``improve`` then keeps the first rewrite)."""
+
+    engine: CallEngine
+    store: JobStore
+    job_id: str
+    meta: dict[str, str]
+    chain: list[_Hop]
+    start: int  # position of the target that served the first call
+    figures: dict[str, _Figures]
+    also_on: tuple[str, ...] = ()
+    index: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    served: str | None = None  # the target that answered
+
+    async def __call__(self, request: RewriteRequest, tokens: int) -> RewriteResult:
+        chained = len(self.chain) > 1
+        p = self.start
+        while True:
+            hop = self.chain[p]
+            call = _hop_caller(self.engine, self.store, self.job_id, self.meta, hop, self.figures, chained)
+            try:
+                result = await call(_for_hop(request, p, hop), tokens)
+            except _BreakerOpen:
+                self.figures[hop.name]["skipped"] += 1
+                if p + 1 >= len(self.chain):
+                    raise ProviderError(ErrorKind.SERVER_ERROR,
+                                        "every remaining target of the chain has its circuit open") from None
+                metrics.count_fallover(hop.name, "breaker_open")
+                p += 1
+                continue
+            except ProviderError as err:
+                if not chained:
+                    raise
+                if hop.breaker is not None and counts_for_breaker(err, self.also_on):
+                    hop.breaker.record(False)
+                if falls_over(err, self.also_on) is None or p + 1 >= len(self.chain):
+                    raise
+                self.figures[hop.name]["fallovers"] += 1
+                metrics.count_fallover(hop.name, err.kind.value)
+                log.info("chunk.second_pass_fallover", job_id=self.job_id, chunk_id=self.index,
+                         from_target=hop.name, to_target=self.chain[p + 1].name, error_kind=err.kind.value)
+                p += 1
+                continue
+            if hop.breaker is not None:
+                hop.breaker.record(True)
+            self.tokens_in += call.tokens_in
+            self.tokens_out += call.tokens_out
+            if chained:
+                f = self.figures[hop.name]
+                f["sp_calls"] += 1
+                f["sp_tokens_in"] += call.tokens_in
+                f["sp_tokens_out"] += call.tokens_out
+            self.served = hop.name
+            return result
 
 
 async def _complete_rewrite(call: _Caller, request: RewriteRequest, tokens: int, cap: int) -> tuple[str, str]:
@@ -334,11 +563,19 @@ async def _complete_rewrite(call: _Caller, request: RewriteRequest, tokens: int,
 
 async def _call_one(
     engine: CallEngine, retries: int, store: JobStore, job_id: str, meta: dict[str, str], index: int,
-    chunk: dict[str, Any], key: str,
+    chunk: dict[str, Any], key: str, chain: list[_Hop] | None = None, route: tuple[int, int] | None = None,
+    figures: dict[str, _Figures] | None = None,
 ) -> _Call:
-    """One chunk: mask, call the provider (``_complete_rewrite``), unmask, store."""
+    """One chunk: mask, call its target (``_complete_rewrite``), unmask, store.
+
+    With a fallback chain the chunk starts at its place in the chain (``route``: position, and the batch
+    attempt at which it got there; the primary at attempt 0 by default). A target whose breaker is open
+    is skipped for this attempt; an error that falls over (``targets.falls_over``) moves the chunk to the
+    next target at once, or once its retries on this target are spent, and that target is called in
+    this same attempt."""
     s = get_settings()
-    provider_name, model = meta.get("provider") or s.provider, meta.get("model") or s.openai_model
+    chain = chain or _chain(store, meta)
+    figures = figures if figures is not None else _new_figures()
     masked = mask(chunk["text"])
     tokens = int(chunk.get("tokens") or 0)
     if masked.spans or not tokens:  # what the model sees and must give back: the masked text
@@ -354,44 +591,106 @@ async def _call_one(
         temperature=float(meta["temperature"]) if meta.get("temperature") else None,
         max_tokens=size_max_tokens(tokens, cap, s.max_tokens_ratio, s.max_tokens_margin),
     )
-    call = _Caller(engine, store, job_id, _provider(provider_name, model), provider_name, model,
-                   _limiter(provider_name, model))
+    chained = len(chain) > 1
+    also_on = parse_also_on(meta.get("fallback_also_on") or "") if chained else ()
+    pos, arrived = route if route is not None and 0 <= route[0] < len(chain) else (0, 0)
+    moved: tuple[int, int] | None = None
+    spent_in = spent_out = 0
     started = time.monotonic()
-    try:
-        text, how = await _complete_rewrite(call, request, tokens, cap)
-    except _JobEnded:
-        store.incr(job_id, "skipped")
-        metrics.observe_chunk("skipped", 0.0)
-        return _Call(index, "skipped", 0.0, None, call.tokens_in, call.tokens_out)
-    except ProviderError as err:
-        return _Call(index, "failed", time.monotonic() - started, err, call.tokens_in, call.tokens_out)
-    except _Truncated as exc:
-        metrics.count_truncated("dead_lettered")
-        cut = ProviderError("invalid_response", f"truncated: {exc}")
-        return _Call(index, "truncated", time.monotonic() - started, cut, call.tokens_in, call.tokens_out)
+    p = pos
+
+    def failed(outcome: str, err: ProviderError | None, hop: _Hop, retry_left: bool | None = None) -> _Call:
+        return _Call(index, outcome, time.monotonic() - started, err, spent_in, spent_out, hop.name,
+                     retry_left, (retries - arrived) if chained else None, moved)
+
+    while True:
+        hop = chain[p]
+        call = _hop_caller(engine, store, job_id, meta, hop, figures, chained)
+        try:
+            text, how = await _complete_rewrite(call, _for_hop(request, p, hop), tokens, cap)
+        except _BreakerOpen:
+            figures[hop.name]["skipped"] += 1
+            if p + 1 < len(chain):
+                metrics.count_fallover(hop.name, "breaker_open")
+                p += 1
+                continue
+            wait = min(h.breaker.wait_seconds() for h in chain[pos:] if h.breaker is not None)
+            err = ProviderError(ErrorKind.SERVER_ERROR, "every remaining target of the chain has its circuit open",
+                                retry_after=wait or None)
+            return failed("failed", err, hop, retries - arrived < s.retries_per_target)
+        except _JobEnded:
+            spent_in, spent_out = spent_in + call.tokens_in, spent_out + call.tokens_out
+            store.incr(job_id, "skipped")
+            metrics.observe_chunk("skipped", 0.0)
+            return _Call(index, "skipped", 0.0, None, spent_in, spent_out, hop.name, route=moved)
+        except ProviderError as err:
+            spent_in, spent_out = spent_in + call.tokens_in, spent_out + call.tokens_out
+            if not chained:
+                return failed("failed", err, hop)
+            if hop.breaker is not None and counts_for_breaker(err, also_on):
+                hop.breaker.record(False)
+            mode = falls_over(err, also_on)
+            if mode is None:  # the text's or the account's own problem: not another model's business
+                return failed("failed", err, hop, False)
+            exhausted = mode == "at_once" or retries - arrived >= s.retries_per_target
+            if not exhausted:
+                return failed("failed", err, hop, True)
+            figures[hop.name]["fallovers"] += 1
+            if p + 1 >= len(chain):  # the last target: dead-lettered as without a chain
+                return failed("failed", err, hop, False)
+            metrics.count_fallover(hop.name, err.kind.value)
+            log.info("chunk.fallover", job_id=job_id, chunk_id=index, from_target=hop.name,
+                     to_target=chain[p + 1].name, error_kind=err.kind.value, attempt=retries + 1)
+            p += 1
+            pos, arrived = p, retries
+            moved = (pos, arrived)
+            continue
+        except _Truncated as exc:
+            spent_in, spent_out = spent_in + call.tokens_in, spent_out + call.tokens_out
+            metrics.count_truncated("dead_lettered")
+            cut = ProviderError("invalid_response", f"truncated: {exc}")
+            return failed("truncated", cut, hop)
+        break
+    if hop.breaker is not None:
+        hop.breaker.record(True)
     if how != "first":
         metrics.count_truncated(f"recovered_by_{how}")
         log.info("chunk.truncated", job_id=job_id, chunk_id=index, recovered_by=how)
+    tokens_in, tokens_out = spent_in + call.tokens_in, spent_out + call.tokens_out
     try:
         output = unmask(text, masked.spans)
     except PlaceholderError as err:
         return _Call(index, "placeholders", time.monotonic() - started, ProviderError("invalid_response", str(err)),
-                     call.tokens_in, call.tokens_out)
+                     tokens_in, tokens_out, hop.name, route=moved)
+    # at most one more call, naming what to fix, when the rewrite dropped a fact or reads machine-written; it
+    # goes through the chain as the first call did, from the target that served it
+    onward = _SecondPassCall(engine, store, job_id, meta, chain, p, figures, also_on, index)
+    first_output = output
+    output = await second_pass.improve(onward, store, job_id, meta, second_pass.FirstRewrite(
+        index, chunk["text"], request, tokens, text, output, masked.spans, how, cap))
+    tokens_in, tokens_out = tokens_in + onward.tokens_in, tokens_out + onward.tokens_out
+    served = onward.served if onward.served is not None and output != first_output else hop.name
     first = await get_writer(store).save(ChunkOutput(
-        job_id, index, output, call.tokens_in, call.tokens_out,
+        job_id, index, output, tokens_in, tokens_out,
         key, s.chunk_cache_ttl_seconds if key else 0,
     ))
     seconds = time.monotonic() - started
+    if first and chained:
+        figures[served]["chunks"] += 1
     metrics.observe_chunk("stored" if first else "duplicate", seconds)
     log.debug("chunk.done", job_id=job_id, chunk_id=index, stored=first, attempt=retries + 1,
-              seconds=round(seconds, 3), tokens_in=call.tokens_in, tokens_out=call.tokens_out)
-    return _Call(index, "stored" if first else "duplicate", seconds)
+              seconds=round(seconds, 3), tokens_in=tokens_in, tokens_out=tokens_out, target=served)
+    return _Call(index, "stored" if first else "duplicate", seconds, target=served, route=moved)
 
 
 def _settle_failures(
-    task: Task, store: JobStore, job_id: str, chunks: dict[int, dict[str, Any]], calls: list[_Call], bound: Any
+    task: Task, store: JobStore, job_id: str, chunks: dict[int, dict[str, Any]], calls: list[_Call], bound: Any,
+    chain_length: int = 1,
 ) -> None:
-    """Dead-letter what failed for good; retry the batch (only its missing chunks run again) for the rest."""
+    """Dead-letter what failed for good; retry the batch (only its missing chunks run again) for the rest.
+
+    In a chain each chunk has its own retries on its current target (``_Call.can_retry``), so the batch
+    may run up to (retries + 1) x targets times: Celery's own limit is set to that."""
     s = get_settings()
     attempts = task.request.retries + 1
     can_retry = task.request.retries < s.celery_task_max_retries
@@ -421,9 +720,10 @@ def _settle_failures(
             store.save_output(job_id, call.index, chunks[call.index]["text"], 0, 0)
             metrics.observe_chunk("kept_original", call.seconds)
             bound.warning("chunk.placeholders_altered", chunk_id=call.index, attempt=attempts, action="kept_original")
-        elif err.retryable and can_retry:
+        elif err.retryable and (can_retry if call.can_retry is None else call.can_retry):
+            tries = task.request.retries if call.tries_on_target is None else call.tries_on_target
             countdowns.append(retry_countdown(
-                task.request.retries, s.celery_task_retry_delay, s.celery_task_retry_max_delay, err.retry_after, _rng
+                tries, s.celery_task_retry_delay, s.celery_task_retry_max_delay, err.retry_after, _rng
             ))
             retrying.append(call.index)
             metrics.count_retry(err.kind.value)
@@ -431,6 +731,8 @@ def _settle_failures(
             bound.warning("chunk.retry", chunk_id=call.index, error_kind=err.kind.value, status_code=err.status_code,
                           attempt=attempts)
         else:
+            if chain_length > 1:
+                err = ProviderError(err.kind, f"on target {call.target}: {err}", err.retry_after, err.status_code)
             _dead_letter(task, store, job_id, call.index, err, attempts)
     if countdowns:
         store.count_starts(job_id, retrying, amount=-1)  # these attempts reported back: not poison
@@ -438,7 +740,8 @@ def _settle_failures(
         countdown = max(countdowns)  # honours every Retry-After in the batch
         store.touch(job_id, quiet_for=countdown)  # backing off is progress: the reconciler must not re-drive it
         bound.info("batch.retry", chunks=len(countdowns), countdown=round(countdown, 3), attempt=attempts)
-        raise task.retry(countdown=countdown)
+        most = s.celery_task_max_retries if chain_length <= 1 else (s.retries_per_target + 1) * chain_length
+        raise task.retry(countdown=countdown, max_retries=most + 1)  # our checks above decide; this is a backstop
 
 
 def finish(store: JobStore, job_id: str, status: JobStatus, **fields: Any) -> bool:

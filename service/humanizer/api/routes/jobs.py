@@ -68,6 +68,9 @@ def job_out(view: JobView, verification_passed: bool | None = None) -> JobOut:
         error=view.error,
         verification_passed=verification_passed,
         ai_tell_score=view.ai_tell_score,
+        cost_usd=view.cost_usd,
+        targets=view.targets,
+        second_pass=view.second_pass,
         links=links(view.job_id),
     )
 
