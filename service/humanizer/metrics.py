@@ -125,6 +125,9 @@ JOB_DURATION = Histogram(
 )
 
 # ---- API ----------------------------------------------------------------------------------------
+JOB_TRANSITIONS = Counter(
+    "humanizer_job_transitions_total", "Job state transitions made (jobs/lifecycle.py), by transition", ["transition"]
+)
 JOBS_SUBMITTED = Counter("humanizer_jobs_submitted_total", "Jobs accepted, by entry point", ["source"])
 HTTP_REQUESTS = Counter(
     "humanizer_http_requests_total", "HTTP requests served, by route template and status",
@@ -157,7 +160,7 @@ DEAD_LETTERS_PENDING = Gauge(
 ALL_METRICS: list[Counter | Gauge | Histogram] = [
     CHUNKS_PROCESSED, CHUNK_DURATION, QUEUE_WAIT, TASKS_IN_FLIGHT, RETRIES, DEAD_LETTERS, TRUNCATED, SECOND_PASS,
     SECOND_PASS_TOKENS, PROVIDER_REQUESTS, PROVIDER_LATENCY, TOKENS, COST, FALLOVERS, BREAKER_STATE,
-    BREAKER_TRANSITIONS, RATE_LIMIT_WAIT, AI_TELL_SCORE, JOBS_FINISHED, JOB_DURATION, JOBS_SUBMITTED,
+    BREAKER_TRANSITIONS, RATE_LIMIT_WAIT, AI_TELL_SCORE, JOBS_FINISHED, JOB_DURATION, JOB_TRANSITIONS, JOBS_SUBMITTED,
     HTTP_REQUESTS, HTTP_DURATION, QUEUE_DEPTH, QUEUE_UNACKED, DEAD_LETTERS_PENDING, SCHEDULER_HELD, SCHEDULER_WINDOW,
 ]
 
@@ -298,10 +301,16 @@ def observe_tell_scores(before: float, after: float) -> None:
 
 def observe_job_finished(state: str, seconds: float | None = None) -> None:
     """A job reached a final state (SUCCESS, FAILURE, CANCELLED); ``seconds`` since it was created."""
-    st = _label(state, {"success", "failure", "cancelled"})
+    st = _label(state.lower(), {"success", "failure", "cancelled"})
     JOBS_FINISHED.labels(st).inc()
     if seconds is not None:
         JOB_DURATION.labels(st).observe(max(0.0, seconds))
+
+
+def count_job_transition(transition: str) -> None:
+    JOB_TRANSITIONS.labels(_label(transition, {
+        "submit", "start", "progress", "finish", "fail", "cancel", "suspend", "resume", "redrive",
+    })).inc()
 
 
 def count_job_submitted(source: str) -> None:

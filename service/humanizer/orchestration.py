@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from humanizer.config import Settings, get_settings
+from humanizer.jobs import lifecycle
 from humanizer.jobs.models import JobRequest, JobStatus, JobView
 from humanizer.jobs.store import JobStore
 from humanizer.jobs.submit import SubmittedJob, open_store, submit_job
@@ -91,7 +92,7 @@ class OrchestrationService:
 
     def cancel_job(self, job_id: str) -> bool:
         """Stop a job: chunks not yet started are skipped. False if it had already ended."""
-        return self.store.set_status(job_id, JobStatus.CANCELLED, phase="cancelled", error="cancelled by request")
+        return lifecycle.cancel(self.store, job_id)
 
     def view(self, job_id: str, with_result: bool = False) -> JobView:
         return self.store.view(job_id, with_result=with_result)

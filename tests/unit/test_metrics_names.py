@@ -11,7 +11,7 @@ from humanizer import metrics
 
 pytestmark = pytest.mark.unit
 
-ALLOWED_LABELS = {"outcome", "state", "reason", "error_kind", "queue", "provider", "status_code", "direction",
+ALLOWED_LABELS = {"outcome", "state", "transition", "reason", "error_kind", "queue", "provider", "status_code", "direction",
                   "task", "source", "method", "route", "status", "stage", "target"}
 FORBIDDEN_LABELS = {"job_id", "job", "chunk", "chunk_id", "task_id", "path", "url", "model", "token", "text"}
 

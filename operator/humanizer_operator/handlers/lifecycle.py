@@ -13,8 +13,7 @@ from typing import Any
 
 import kopf
 
-from humanizer.jobs.models import JobStatus
-from humanizer.jobs.replay import redrive
+from humanizer.jobs import lifecycle
 from humanizer.jobs.store import JobNotFound, JobStore
 from humanizer.redis_client import RedisUnavailable
 from humanizer_operator import k8s, service
@@ -35,19 +34,14 @@ def ttl_expired(spec: Any, status: Any, now: float) -> bool:
 
 
 def pause(store: JobStore, job_id: str) -> bool:
-    """Stop sending the job's chunks; True if it was running."""
-    return store.set_status(job_id, JobStatus.CANCELLED, phase="suspended", error="suspended")
+    """Stop sending the job's chunks (``jobs.lifecycle.suspend``); True if it was running."""
+    return lifecycle.suspend(store, job_id)
 
 
 def resume(store: JobStore, job_id: str) -> int:
-    """Reopen a paused job and send its missing chunks again (``jobs.replay.redrive``); returns how many.
-
-    Only a job this module paused is reopened (not one that finished, or was cancelled elsewhere).
-    """
-    before = store.meta(job_id)
-    if before.get("status") != JobStatus.CANCELLED or before.get("phase") != "suspended":
-        return 0
-    return len(redrive(store, job_id))
+    """Reopen a suspended job and send its missing chunks again (``jobs.lifecycle.resume``); returns how
+    many. A job that finished or was cancelled meanwhile stays as it is."""
+    return len(lifecycle.resume(store, job_id) or [])
 
 
 @kopf.on.field(*GVR, field="spec.suspend")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from humanizer.chunking import reassemble
+from humanizer.jobs import lifecycle
 from humanizer.jobs.chunk_codec import chunk_from_dict
 from humanizer.jobs.models import JobStatus
 from humanizer.jobs.store import JobStore
@@ -29,15 +30,12 @@ def merge_job(store: JobStore, job_id: str) -> str:
     failures = {i: f for i, f in store.failures(job_id).items() if not f.get("kept_original")}
     if failures:
         first = failures[min(failures)]
-        store.set_status(
+        lifecycle.fail(
+            store,
             job_id,
-            JobStatus.FAILURE,
-            phase="failed",
-            error=(
-                f"{len(failures)} of {total} chunks failed and were dead-lettered "
-                f"(chunks {_preview(sorted(failures))}); first: chunk {min(failures)}: "
-                f"{first.get('error_kind')}: {first.get('message')}"
-            ),
+            f"{len(failures)} of {total} chunks failed and were dead-lettered "
+            f"(chunks {_preview(sorted(failures))}); first: chunk {min(failures)}: "
+            f"{first.get('error_kind')}: {first.get('message')}",
         )
         return "failed"
     expected = set(range(total))

@@ -15,13 +15,20 @@ class JobStatus(StrEnum):
     SUCCESS = "SUCCESS"
     FAILURE = "FAILURE"
     CANCELLED = "CANCELLED"
+    SUSPENDED = "SUSPENDED"  # paused (a HumanizeJob's spec.suspend): no work runs; resume sends what is missing
 
     @property
     def terminal(self) -> bool:
         return self in (JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.CANCELLED)
 
+    @property
+    def stops_work(self) -> bool:
+        """No chunk of the job may be sent to a provider in this state."""
+        return self.terminal or self is JobStatus.SUSPENDED
+
 
 TERMINAL = frozenset({JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.CANCELLED})
+STOPS_WORK = TERMINAL | {JobStatus.SUSPENDED}
 
 
 class JobRequest(BaseModel):

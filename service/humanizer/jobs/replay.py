@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from humanizer.jobs.deadletters import DeadLetters
 from humanizer.jobs.dispatch import dispatch
+from humanizer.jobs.models import JobStatus
 from humanizer.jobs.store import JobStore
 
 
-def redrive(store: JobStore, job_id: str) -> list[int]:
+def redrive(store: JobStore, job_id: str, resume: bool = False) -> list[int]:
     """Send every chunk that has neither an output nor a recorded failure again, as a new round (it
     replaces what the job had outstanding in the scheduler); with none missing, send the merge. Reopens an
-    ended job. The one re-drive of the reconciler, dead-letter replay and the operator's resume."""
+    ended job. A suspended job is left alone unless ``resume`` (``lifecycle.resume``). The one re-drive of
+    the reconciler, dead-letter replay and the operator's resume."""
     meta = store.meta(job_id)
+    if meta["status"] == JobStatus.SUSPENDED and not resume:
+        return []
     total = int(meta["total"])
     have = store.output_indices(job_id) | set(store.failures(job_id))
     missing = [i for i in range(total) if i not in have]
-    if meta["status"] in ("SUCCESS", "FAILURE", "CANCELLED"):
+    if JobStatus(meta["status"]).stops_work:
         store.reopen(job_id, phase="rewriting")
     round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))
     dispatch(job_id, missing, round_, priority=meta.get("priority", "normal"), tenant=meta.get("tenant") or "default")

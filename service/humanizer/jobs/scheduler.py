@@ -110,7 +110,8 @@ while released < window and #out < 3 * limit do
   local job, pass = top[1], tonumber(top[2])
   local jk = p .. ':sched:job:' .. job
   local status = redis.call('HGET', p .. ':job:' .. job, 'status')
-  if status == false or status == 'SUCCESS' or status == 'FAILURE' or status == 'CANCELLED' then
+  local ended = status == 'SUCCESS' or status == 'FAILURE' or status == 'CANCELLED' or status == 'SUSPENDED'
+  if status == false or ended then
     drop(p, job, jk)
   else
     local spec = redis.call('LPOP', p .. ':sched:pending:' .. job)

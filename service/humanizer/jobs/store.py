@@ -91,20 +91,24 @@ redis.call('HINCRBY', KEYS[1], 'failed', -1)
 return 1
 """
 
-# KEYS: job, active ; ARGV: new status, now, job id, then field/value pairs. Refuses to leave a terminal state.
+# KEYS: job, active ; ARGV: new status, now, job id, allowed current states (",A,B,": any if empty), then
+# field/value pairs. Refuses to leave a terminal state, and any state not allowed (jobs/lifecycle.py's table).
 _SET_STATUS = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
 if st == 'SUCCESS' or st == 'FAILURE' or st == 'CANCELLED' then return 0 end
+if st == 'SUSPENDED' and ARGV[1] ~= 'CANCELLED' and ARGV[1] ~= 'FAILURE' then return 0 end
+if ARGV[4] ~= '' and not string.find(ARGV[4], ',' .. st .. ',', 1, true) then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
 if ARGV[1] == 'SUCCESS' or ARGV[1] == 'FAILURE' or ARGV[1] == 'CANCELLED' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
   redis.call('ZREM', KEYS[2], ARGV[3])
 end
+if ARGV[1] == 'SUSPENDED' then redis.call('ZREM', KEYS[2], ARGV[3]) end
 if (ARGV[1] == 'STARTED' or ARGV[1] == 'PROGRESS') and not redis.call('HGET', KEYS[1], 'started_at') then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
 end
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
@@ -522,9 +526,13 @@ class JobStore:
     def set_fields(self, job_id: str, **fields: Any) -> None:
         self.r.hset(self.key(job_id), mapping={k: _encode(v) for k, v in fields.items()})
 
-    def set_status(self, job_id: str, status: JobStatus, **fields: Any) -> bool:
-        """Move to ``status`` unless the job already ended; True if it moved."""
-        args: list[Any] = [status.value, repr(time.time()), job_id]
+    def set_status(
+        self, job_id: str, status: JobStatus, allowed_from: Iterable[JobStatus] | None = None, **fields: Any
+    ) -> bool:
+        """Move to ``status`` unless the job already ended (or is not in ``allowed_from``); True if it moved.
+        Transitions go through ``jobs/lifecycle.py``, which passes its table's states."""
+        allowed = "," + ",".join(s.value for s in allowed_from) + "," if allowed_from is not None else ""
+        args: list[Any] = [status.value, repr(time.time()), job_id, allowed]
         for k, v in fields.items():
             args += [k, _encode(v)]
         rc = self._set_status(keys=[self.key(job_id), self.active_key], args=args)

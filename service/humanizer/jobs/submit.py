@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from humanizer.chunking import ChunkingOptions, split_document
 from humanizer.config import Settings, get_settings
+from humanizer.jobs import lifecycle
 from humanizer.jobs.chunk_codec import chunk_to_dict
 from humanizer.jobs.dispatch import dispatch
 from humanizer.jobs.models import JobRequest
@@ -132,6 +133,7 @@ def submit_job(
     model_indices = [c.index for c in chunks if c.kind == "prose"]
     meta["model_chunks"] = len(model_indices)  # the second pass's budget is a share of these
     store.create(job_id, meta, {c.index: chunk_to_dict(c) for c in chunks}, ready)
+    lifecycle.submitted(store, job_id)
     task_ids = dispatch(job_id, model_indices, priority=req.priority, tenant=tenant)
     eta = time.time() + estimate_seconds(store, len(model_indices), s)
     log.info("job.submitted", job_id=job_id, chunks=len(chunks), model_chunks=len(model_indices),

@@ -38,7 +38,7 @@ from humanizer import metrics
 from humanizer.chunking import PlaceholderError, count_tokens, mask, unmask
 from humanizer.chunking.sentences import split_in_two
 from humanizer.config import Settings, get_settings
-from humanizer.jobs import assembly, dispatch
+from humanizer.jobs import assembly, dispatch, lifecycle
 from humanizer.jobs.deadletters import DeadLetters
 from humanizer.jobs.models import JobStatus
 from humanizer.jobs.store import ChunkOutput, JobNotFound, JobStore
@@ -273,7 +273,7 @@ def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, An
         bound.warning("batch.job_missing")
         _count(indices, "job_missing")
         return {**summary, "outcome": "job_missing"}
-    if meta["status"] in (JobStatus.CANCELLED, JobStatus.FAILURE):
+    if lifecycle.stops_work(meta["status"]):
         return _skip(store, job_id, indices, bound, summary, meta["status"].lower())
 
     if len(todo) < len(indices) and self.request.retries == 0:
@@ -289,10 +289,10 @@ def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, An
         _dead_letter(self, store, job_id, i, err, starts[i], kind="poison")
     todo = [i for i in todo if i not in poisoned]
     if meta["status"] == JobStatus.PENDING:
-        store.set_status(job_id, JobStatus.STARTED, phase="rewriting")
+        lifecycle.start(store, job_id)
     budget = _over_budget(store, meta, job_id)
     if budget:
-        finish(store, job_id, JobStatus.FAILURE, phase="stopped", error=f"stopped: {budget}")
+        lifecycle.fail(store, job_id, f"stopped: {budget}", phase="stopped")
         bound.warning("batch.budget_exhausted")
         return _skip(store, job_id, todo, bound, summary, "budget")
 
@@ -414,7 +414,7 @@ class _Caller:
                 metrics.observe_rate_limit_wait(waited)
             if waited > 0:  # the batch looked at the job's status just before its calls; after a wait, look again
                 await asyncio.sleep(waited)
-                if self.store.status(self.job_id) in (JobStatus.CANCELLED, JobStatus.FAILURE):
+                if lifecycle.stops_work(self.store.status(self.job_id)):
                     raise _JobEnded
             started = time.monotonic()
             with metrics.task_in_flight("humanize_chunk"):
@@ -744,15 +744,6 @@ def _settle_failures(
         raise task.retry(countdown=countdown, max_retries=most + 1)  # our checks above decide; this is a backstop
 
 
-def finish(store: JobStore, job_id: str, status: JobStatus, **fields: Any) -> bool:
-    """End a job (if it has not ended) and count it by final state."""
-    moved = store.set_status(job_id, status, **fields)
-    if moved:
-        created = store.r.hget(store.key(job_id), "created_at")
-        metrics.observe_job_finished(status.value, time.time() - float(created) if created else None)
-    return moved
-
-
 def _dead_letter(
     task: Task, store: JobStore, job_id: str, index: int, err: ProviderError, attempts: int, kind: str | None = None,
     kept_text: str | None = None, tokens: tuple[int, int] = (0, 0),
@@ -776,27 +767,22 @@ def _dead_letter(
         status_code=err.status_code, attempts=attempts,
     )
     if err.stops_job:
-        finish(
-            store, job_id, JobStatus.FAILURE, phase="stopped",
-            error=f"stopped: the provider refused the job ({err.kind.value}): {err}",
-        )
+        lifecycle.fail(store, job_id, f"stopped: the provider refused the job ({err.kind.value}): {err}",
+                       phase="stopped")
     return {"index": index, "outcome": "dead_lettered", "error_kind": error_kind}
 
 
 @app.task(bind=True, name="humanizer.merge", acks_late=True, ignore_result=True)
 def merge(self: Task, job_id: str) -> dict[str, Any]:
     store = get_store()
-    outcome = assembly.merge_job(store, job_id)
-    if outcome == "failed":
-        created = store.r.hget(store.key(job_id), "created_at")
-        metrics.observe_job_finished("FAILURE", time.time() - float(created) if created else None)
+    outcome = assembly.merge_job(store, job_id)  # a failed merge ends the job through lifecycle.fail
     log.info("job.merged", job_id=job_id, task_id=self.request.id, outcome=outcome)
     if outcome == "merged":
         if store.meta(job_id).get("verify") in ("1", "True", "true"):
             store.set_fields(job_id, phase="verifying")
             verify.apply_async(args=(job_id,), task_id=f"{job_id}:verify:{self.request.id}", priority=0)
         else:
-            finish(store, job_id, JobStatus.SUCCESS, phase="done")
+            lifecycle.finish(store, job_id)
     return {"job_id": job_id, "outcome": outcome}
 
 
@@ -810,7 +796,7 @@ def verify(self: Task, job_id: str) -> dict[str, Any]:
     if tells:
         scores = {"tell_score_before": tells["before"]["score"], "tell_score_after": tells["after"]["score"]}
     log.info("job.verified", job_id=job_id, task_id=self.request.id, passed=passed, **scores)
-    if finish(store, job_id, JobStatus.SUCCESS, phase="done", verification_passed=passed, **scores) and scores:
+    if lifecycle.finish(store, job_id, verification_passed=passed, **scores) and scores:
         metrics.observe_tell_scores(scores["tell_score_before"], scores["tell_score_after"])
     return {"job_id": job_id, "passed": passed}
 

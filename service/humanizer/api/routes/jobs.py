@@ -29,6 +29,7 @@ from humanizer.api.schemas import (
     Timings,
     Tokens,
 )
+from humanizer.jobs import lifecycle
 from humanizer.jobs.models import JobStatus, JobView
 from humanizer.jobs.store import JobExists, JobNotFound, JobStore
 from humanizer.jobs.submit import SubmissionError, submit_job
@@ -241,13 +242,11 @@ def get_result(job_id: JobId, _: PrincipalDep, store: StoreDep) -> JobResult:
 )
 def cancel_job(job_id: JobId, principal: PrincipalDep, store: StoreDep, response: Response) -> CancelOut:
     try:
-        changed = store.set_status(job_id, JobStatus.CANCELLED, phase="cancelled", error="cancelled by request")
+        changed = lifecycle.cancel(store, job_id)
         status = store.status(job_id) or JobStatus.CANCELLED
     except JobNotFound:
         raise ProblemError(P.JOB_NOT_FOUND, f"no job {job_id}") from None
     if changed:
-        created = store.r.hget(store.key(job_id), "created_at")
-        metrics.observe_job_finished("CANCELLED", time.time() - float(created) if created else None)
         log.info("api.job_cancelled", job_id=job_id, token_id=principal.token_id)
     response.status_code = 202 if changed else 200
     return CancelOut(job_id=job_id, cancelled=changed, status=status)

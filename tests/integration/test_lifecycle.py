@@ -1,0 +1,94 @@
+"""The whole transition table of ``jobs/lifecycle.py``, walked on a real Redis: for every state and every
+transition, a job in that state is moved by the transition's function, and the state it ends in — and
+whether the transition was counted once or not at all — is what ``TRANSITIONS`` says."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from humanizer.jobs import lifecycle
+from humanizer.jobs.lifecycle import TRANSITIONS, Transition
+from humanizer.jobs.models import JobStatus
+from humanizer.jobs.replay import redrive
+from humanizer.jobs.store import JobStore
+from humanizer.jobs.submit import open_store
+
+pytestmark = pytest.mark.integration
+
+MOVES: dict[Transition, Callable[[JobStore, str], Any]] = {
+    Transition.START: lifecycle.start,
+    Transition.PROGRESS: lambda store, job: store.save_output(job, 0, "rewritten", 1, 1),
+    Transition.FINISH: lifecycle.finish,
+    Transition.FAIL: lambda store, job: lifecycle.fail(store, job, "a test failure"),
+    Transition.CANCEL: lifecycle.cancel,
+    Transition.SUSPEND: lifecycle.suspend,
+    Transition.RESUME: lifecycle.resume,
+    Transition.REDRIVE: redrive,
+}
+COUNTED = {Transition.START, Transition.FINISH, Transition.FAIL, Transition.CANCEL, Transition.SUSPEND,
+           Transition.RESUME}  # PROGRESS is the store's own move; REDRIVE is counted by the reconciler
+
+
+def _count(transition: Transition) -> float:
+    return REGISTRY.get_sample_value("humanizer_job_transitions_total", {"transition": transition.value}) or 0.0
+
+
+def _job_in(store: JobStore, job_id: str, state: JobStatus) -> None:
+    store.create(job_id, {"provider": "echo", "model": "", "priority": "normal"},
+                 {0: {"text": "One.", "kind": "prose"}, 1: {"text": "Two.", "kind": "prose"}}, {})
+    store.r.hset(store.key(job_id), "status", state.value)
+    if not state.terminal and state is not JobStatus.SUSPENDED:
+        store.touch(job_id)
+    else:
+        store.r.zrem(store.active_key, job_id)
+
+
+@pytest.mark.parametrize("transition", [t for t in Transition if t is not Transition.SUBMIT])
+def test_every_state_by_every_transition(make_stack: Any, transition: Transition) -> None:
+    make_stack(workers=0)
+    store = open_store()
+    for state in JobStatus:
+        job_id = f"t-{transition.value}-{state.value.lower()}"
+        _job_in(store, job_id, state)
+        before = _count(transition)
+        MOVES[transition](store, job_id)
+        after = store.status(job_id)
+        expected = TRANSITIONS.get((state, transition))
+        assert after == (expected or state), f"{state} --{transition}--> {after}, the table says {expected}"
+        if transition in COUNTED:
+            counted = _count(transition) - before
+            assert counted == (1 if expected is not None else 0), f"{state} --{transition}: counted {counted}"
+        if after is not None and after.stops_work:
+            assert store.r.zscore(store.active_key, job_id) is None, f"{after} job left in the active set"
+
+
+def test_submit_counts_once_and_starts_pending(make_stack: Any) -> None:
+    make_stack(workers=0)
+    from humanizer.jobs.models import JobRequest
+    from humanizer.jobs.submit import submit_job
+
+    before = _count(Transition.SUBMIT)
+    job = submit_job(JobRequest(text="One paragraph to rewrite.", provider="echo", verify=False))
+    assert open_store().status(job.job_id) == JobStatus.PENDING == TRANSITIONS[(None, Transition.SUBMIT)]
+    assert _count(Transition.SUBMIT) - before == 1
+
+
+def test_a_suspended_job_runs_no_work_until_resumed(make_stack: Any) -> None:
+    """Suspended is its own state: workers skip it, the scheduler drops its held batches, resume sends
+    exactly what is missing."""
+    make_stack(workers=0)
+    from humanizer.jobs.dispatch import get_scheduler
+
+    store = open_store()
+    _job_in(store, "t-sus", JobStatus.PROGRESS)
+    store.save_output("t-sus", 0, "done already", 1, 1)
+    assert lifecycle.suspend(store, "t-sus") and lifecycle.stops_work(store.status("t-sus"))
+    assert not lifecycle.suspend(store, "t-sus"), "suspended twice"
+    assert lifecycle.resume(store, "t-sus") == [1]
+    assert store.status("t-sus") == JobStatus.PROGRESS
+    assert lifecycle.resume(store, "t-sus") is None, "resumed a job that was not suspended"
+    assert get_scheduler().held_chunks() >= 0
