@@ -151,7 +151,7 @@ def overview() -> dict[str, Any]:
 
     b.row("Queues")
     b.panel("Queue depth", [
-        (f"sum by (queue) ({sel('humanizer_queue_depth')})", "{{queue}}"),
+        (f"sum by (queue, priority) ({sel('humanizer_queue_depth')})", "{{queue}} priority {{priority}}"),
         (f"sum({sel('humanizer_queue_unacked')})", "unacked (delivered, running)")], w=12)
     b.panel("Queue wait", quantiles("humanizer_queue_wait_seconds", by="queue"), unit="s", w=12,
             description="From publish (or ETA) until a worker starts the task.")
@@ -160,9 +160,10 @@ def overview() -> dict[str, Any]:
     b.panel("Workers: desired vs current", [
         (f"max({sel('humanizer_autoscaler_desired_replicas')})", "desired (autoscaler)"),
         (f"max({sel('humanizer_autoscaler_current_replicas')})", "current (Deployment)"),
+        (f"max({sel('humanizer_autoscaler_ready_replicas')})", "ready (Deployment status)"),
         (f"count({sel('up', WORKER_JOB)} == 1)", "scraped and up")], w=24,
-        description="The operator's autoscaler decision against the worker Deployment, and the worker pods "
-                    "Prometheus reaches.")
+        description="The operator's autoscaler decision against the worker Deployment (its replicas and "
+                    "its Ready pods), and the worker pods Prometheus reaches.")
 
     b.row("Retries and dead letters")
     b.panel("Retries by reason", [
@@ -185,10 +186,11 @@ def overview() -> dict[str, Any]:
 
     b.row("Tokens and cost")
     b.panel("Tokens per second", [
-        (f"sum by (direction) (rate({sel('humanizer_tokens_total')}[{RATE}]))", "{{direction}}")],
+        (f"sum by (model, direction) (rate({sel('humanizer_tokens_total')}[{RATE}]))", "{{model}} {{direction}}")],
         unit="short", stack=True)
     b.panel("Estimated cost per hour", [
-        (f"sum by (provider) (rate({sel('humanizer_estimated_cost_usd_total')}[{RATE}])) * 3600", "{{provider}}")],
+        (f"sum by (provider, model) (rate({sel('humanizer_estimated_cost_usd_total')}[{RATE}])) * 3600",
+         "{{provider}} {{model}}")],
         unit="currencyUSD")
     b.panel("Estimated cost in range", [
         (f"sum(increase({sel('humanizer_estimated_cost_usd_total')}[$__range]))", "USD")],
