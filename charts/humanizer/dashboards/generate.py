@@ -96,12 +96,11 @@ class Board:
 def variables(*extra: dict[str, Any]) -> dict[str, Any]:
     return {"list": [
         {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
-         "current": {}, "hide": 0, "refresh": 1},
+         "hide": 0, "refresh": 1},
         {"name": "namespace", "label": "Namespace", "type": "query",
          "datasource": {"type": "prometheus", "uid": "${datasource}"},
          "query": {"query": "label_values(humanizer_queue_depth, namespace)", "refId": "namespace"},
-         "definition": "label_values(humanizer_queue_depth, namespace)",
-         "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "refresh": 2, "sort": 1},
+         "includeAll": True, "multi": True, "allValue": ".*", "refresh": 2, "sort": 1},
         *extra,
     ]}
 
@@ -121,7 +120,9 @@ def dashboard(uid: str, title: str, board: Board, templating: dict[str, Any], de
         "time": {"from": "now-3h", "to": "now"},
         "templating": templating,
         "annotations": {"list": []},
-        "links": [{"title": "Humanizer dashboards", "type": "dashboards", "tags": ["humanizer"], "asDropdown": True}],
+        "links": [{"title": "Humanizer dashboards", "type": "dashboards", "tags": ["humanizer"], "asDropdown": True,
+                   "icon": "external link", "includeVars": True, "keepTime": True, "targetBlank": False,
+                   "tooltip": ""}],
         "panels": board.panels,
     }
 
@@ -265,14 +266,14 @@ def drilldown() -> dict[str, Any]:
     def query_var(name: str, label: str, query: str) -> dict[str, Any]:
         return {"name": name, "label": label, "type": "query",
                 "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                "query": {"query": query, "refId": name}, "definition": query,
-                "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "refresh": 2, "sort": 1}
+                "query": {"query": query, "refId": name},
+                "includeAll": True, "multi": True, "allValue": ".*", "refresh": 2, "sort": 1}
 
     templating = variables(
         query_var("pod", "Worker pod", f"label_values(humanizer_chunks_processed_total{{{NS}}}, pod)"),
         query_var("provider", "Provider", f"label_values(humanizer_provider_requests_total{{{NS}}}, provider)"),
         query_var("outcome", "Chunk outcome", f"label_values(humanizer_chunks_processed_total{{{NS}}}, outcome)"),
-        {"name": "job_id", "label": "Job id (for the API links)", "type": "textbox", "query": "", "current": {},
+        {"name": "job_id", "label": "Job id (for the API links)", "type": "textbox", "query": "",
          "hide": 0},
     )
     return dashboard("humanizer-drilldown", "Humanizer / Drill-down", b, templating,
