@@ -54,7 +54,8 @@ def test_dashboards_match_grafanas_schema(tmp_path: Path) -> None:
     lines = [f'import type {{ Dashboard }} from "{types}";']
     for path in DASHBOARDS:
         const = "d_" + path.stem.replace("-", "_")
-        lines.append(f"// {path.name}\nexport const {const}: Dashboard = {json.dumps(json.loads(path.read_text()), indent=1)};")
+        literal = json.dumps(json.loads(path.read_text()), indent=1)
+        lines.append(f"// {path.name}\nexport const {const}: Dashboard = {literal};")
     check = tmp_path / "dashboards.ts"
     check.write_text("\n".join(lines) + "\n")
     proc = subprocess.run(
