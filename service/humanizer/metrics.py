@@ -382,6 +382,12 @@ def _initialise_label_sets() -> None:
         DEAD_LETTERS.labels(_label(kind))
     for outcome in TRUNCATION_OUTCOMES:
         TRUNCATED.labels(outcome)
+    # Retries by reason: a pod's first retry of a kind must show as an increase too (found on the node tier,
+    # where "retries by reason" had no increase at all over a run with 429s and 5xx).
+    from humanizer.providers.errors import RETRYABLE_KINDS
+
+    for retryable in RETRYABLE_KINDS:
+        RETRIES.labels(_label(retryable.value))
     for state in ("success", "failure", "cancelled"):
         JOBS_FINISHED.labels(state)
         JOB_DURATION.labels(state)  # a first job's duration shows in rate() (found on the node tier)
