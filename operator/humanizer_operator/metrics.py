@@ -24,6 +24,11 @@ DESIRED_REPLICAS = Gauge(
 CURRENT_REPLICAS = Gauge(
     "humanizer_autoscaler_current_replicas", "Worker replicas the Deployment asks for now", registry=REGISTRY
 )
+READY_REPLICAS = Gauge(
+    "humanizer_autoscaler_ready_replicas",
+    "Worker replicas that are Ready (the Deployment's status): what actually runs, against desired/current",
+    registry=REGISTRY,
+)
 DECISIONS = Counter(
     "humanizer_autoscaler_decisions_total", "Autoscaler decisions, by reason", ["reason"], registry=REGISTRY
 )

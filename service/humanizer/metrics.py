@@ -91,10 +91,13 @@ PROVIDER_LATENCY = Histogram(
     buckets=_TASK_BUCKETS,
 )
 TOKENS = Counter(
-    "humanizer_tokens_total", "Model tokens, input and output", ["provider", "direction", "target"]
+    "humanizer_tokens_total", "Model tokens, input and output, by model (see model_label) and target",
+    ["provider", "direction", "model", "target"],
 )
 COST = Counter(
-    "humanizer_estimated_cost_usd_total", "Estimated provider cost in US dollars (list prices)", ["provider", "target"]
+    "humanizer_estimated_cost_usd_total",
+    "Estimated provider cost in US dollars (list prices), by model and target",
+    ["provider", "model", "target"],
 )
 FALLOVERS = Counter(
     "humanizer_fallovers_total",
@@ -137,8 +140,8 @@ HTTP_DURATION = Histogram(
     "humanizer_http_request_duration_seconds", "HTTP request latency", ["method", "route"], buckets=_HTTP_BUCKETS
 )
 QUEUE_DEPTH = Gauge(
-    "humanizer_queue_depth", "Messages waiting in a Celery queue (all priority levels)", ["queue"],
-    multiprocess_mode="mostrecent",
+    "humanizer_queue_depth", "Messages waiting in a Celery queue, by priority step (0, 3, 6, 9; sum for the queue)",
+    ["queue", "priority"], multiprocess_mode="mostrecent",
 )
 QUEUE_UNACKED = Gauge(
     "humanizer_queue_unacked", "Messages delivered to workers and not yet acknowledged",
@@ -211,23 +214,43 @@ def observe_provider(
     PROVIDER_LATENCY.labels(name, where).observe(max(0.0, seconds))
 
 
+_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+
+
+def model_label(model: str) -> str:
+    """The ``model`` label: a bounded vocabulary set by the operator's configuration, never by a job.
+
+    The configured default model (``OPENAI_MODEL``) as it is; otherwise the longest name of the price
+    table (``HUMANIZER_MODEL_PRICES``) that prefixes ``model`` (a dated snapshot counts under its family,
+    as its price does); anything else ``other``."""
+    from humanizer.config import get_settings
+
+    settings = get_settings()
+    text = str(model or "").strip()
+    if text and text == settings.openai_model and _MODEL_RE.match(text):
+        return text
+    key = max((k for k in settings.model_prices if text.startswith(k)), key=len, default=None)
+    return key if key is not None and _MODEL_RE.match(key) else "other"
+
+
 def observe_tokens(
     tokens_in: int, tokens_out: int, provider: str = "openai", model: str = "", cost_usd: float | None = None,
     target: str = "primary",
 ) -> float:
-    """Count tokens and their estimated cost (``cost_usd`` if the caller priced it, else our list prices);
-    returns the cost in USD."""
+    """Count tokens and their estimated cost (``cost_usd`` if the caller priced it, else our list prices),
+    by provider, model (:func:`model_label`) and fallback target; returns the cost in USD."""
     name, where = _label(provider), _label(target)
+    model_name = model_label(model)
     if tokens_in > 0:
-        TOKENS.labels(name, "input", where).inc(tokens_in)
+        TOKENS.labels(name, "input", model_name, where).inc(tokens_in)
     if tokens_out > 0:
-        TOKENS.labels(name, "output", where).inc(tokens_out)
+        TOKENS.labels(name, "output", model_name, where).inc(tokens_out)
     if cost_usd is not None:
         cost = max(0.0, cost_usd)
     else:
         cost = estimate_cost(model, tokens_in, tokens_out) if name == "openai" else 0.0
     if cost > 0:
-        COST.labels(name, where).inc(cost)
+        COST.labels(name, model_name, where).inc(cost)
     return cost
 
 
@@ -362,13 +385,16 @@ def queue_wait_seconds(request: Any, now: float | None = None) -> float | None:
 
 # ---- gauges read from Redis (API /metrics, autoscaler) ------------------------------------------
 def refresh_queue_gauges(client: Any, queues: Iterable[str] = ("humanize", "control"), prefix: str = "hz") -> None:
-    """Set the queue-depth, unacked and dead-letter gauges from Redis (queues by logical name: the label)."""
+    """Set the queue-depth (per queue and priority step), unacked and dead-letter gauges from Redis (queues
+    by logical name: the label)."""
     from humanizer.config import broker_key_prefix_for, queue_name_for
-    from humanizer.monitoring.queues import queue_depth, unacked_count
+    from humanizer.monitoring.queues import queue_depth_by_priority, unacked_count
 
     broker = broker_key_prefix_for(prefix)
     for queue in queues:
-        QUEUE_DEPTH.labels(queue).set(queue_depth(client, queue_name_for(prefix, queue), key_prefix=broker))
+        depths = queue_depth_by_priority(client, queue_name_for(prefix, queue), key_prefix=broker)
+        for step, depth in depths.items():
+            QUEUE_DEPTH.labels(queue, str(step)).set(depth)
     QUEUE_UNACKED.set(unacked_count(client, key_prefix=broker))
     DEAD_LETTERS_PENDING.set(int(client.zcard(f"{prefix}:dlq:index")))
     from humanizer.jobs.scheduler import Scheduler
@@ -446,6 +472,12 @@ def _initialise_label_sets() -> None:
             SECOND_PASS.labels(reason, outcome)
     for direction in ("input", "output"):
         SECOND_PASS_TOKENS.labels(direction)
+    # Retries by reason: a pod's first retry of a kind must show as an increase too (found on the node tier,
+    # where "retries by reason" had no increase at all over a run with 429s and 5xx).
+    from humanizer.providers.errors import RETRYABLE_KINDS
+
+    for retryable in RETRYABLE_KINDS:
+        RETRIES.labels(_label(retryable.value))
     for state in ("success", "failure", "cancelled"):
         JOBS_FINISHED.labels(state)
         JOB_DURATION.labels(state)  # a first job's duration shows in rate() (found on the node tier)

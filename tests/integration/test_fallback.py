@@ -98,7 +98,9 @@ def scrape_workers(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], fl
 
 
 def sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    """The sum over the series of ``name`` that carry ``labels`` (other labels, e.g. ``model``, any value)."""
+    want = set(labels.items())
+    return sum(v for (n, have), v in samples.items() if n == name and want <= have)
 
 
 # ---- (a) 500s on the primary: the job finishes on the backup ---------------------------------------------

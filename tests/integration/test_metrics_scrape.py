@@ -49,6 +49,13 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return total(after) - total(before)
 
 
+def metrics_model_label() -> str:
+    """The ``model`` label of the stack's jobs: the configured model (humanizer.metrics.model_label)."""
+    from humanizer.metrics import model_label
+
+    return model_label(get_settings().openai_model)
+
+
 def repoint_celery() -> None:
     """Point the process-wide Celery app at the current settings' Redis (drops stale connections)."""
     configure_app(get_settings())
@@ -122,7 +129,9 @@ def test_api_metrics_move(metrics_stack: tuple[LocalStack, int], fake_llm: Any) 
     assert delta(before, after, "humanizer_http_requests_total", method="POST", route="/v1/jobs", status="202") == 1
     assert delta(before, after, "humanizer_http_requests_total", method="GET", route="/v1/jobs/{job_id}",
                  status="200") == 1
-    assert ("humanizer_queue_depth", frozenset({("queue", "humanize")})) in after
+    for queue in ("humanize", "control"):  # every priority step of each queue (0, 3, 6, 9)
+        for step in ("0", "3", "6", "9"):
+            assert ("humanizer_queue_depth", frozenset({("queue", queue), ("priority", step)})) in after
 
 
 def test_worker_counters_after_jobs(metrics_stack: tuple[LocalStack, int], fake_llm: Any, tmp_path: Path) -> None:
@@ -143,11 +152,13 @@ def test_worker_counters_after_jobs(metrics_stack: tuple[LocalStack, int], fake_
                  target="primary") == 6
     assert delta(before, after, "humanizer_provider_request_duration_seconds_count", provider="openai",
                  target="primary") == 6
+    model = metrics_model_label()
     assert delta(before, after, "humanizer_tokens_total", provider="openai", direction="input",
-                 target="primary") == view.tokens_in
+                 model=model, target="primary") == view.tokens_in
     assert delta(before, after, "humanizer_tokens_total", provider="openai", direction="output",
-                 target="primary") == view.tokens_out
-    assert delta(before, after, "humanizer_estimated_cost_usd_total", provider="openai", target="primary") > 0
+                 model=model, target="primary") == view.tokens_out
+    assert delta(before, after, "humanizer_estimated_cost_usd_total", provider="openai", model=model,
+                 target="primary") > 0
     assert delta(before, after, "humanizer_jobs_finished_total", state="success") == 1
     assert delta(before, after, "humanizer_job_duration_seconds_count", state="success") == 1
     assert delta(before, after, "humanizer_retries_total") == 0

@@ -43,7 +43,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
         # Development: the node of `make node-up` (its images as they were imported then); left running.
         if not CURRENT.exists():
             raise RuntimeError("HUMANIZER_NODE_REUSE=1 but no node tier runs (`make node-up`)")
-        yield NodeCluster(Path(CURRENT.read_text().strip()))
+        reused = NodeCluster(Path(CURRENT.read_text().strip()))
+        reused.ports = dict(json.loads((reused.workdir / "state.json").read_text())["ports"])  # the API server's
+        yield reused
         return
     images = default_images()
     # A short path: unix sockets under it must stay below 108 bytes.

@@ -119,7 +119,13 @@ class Monitoring:
         crds = operator_crds()
         self.kubectl("apply", "--server-side", "-f", str(crds), timeout=120)
         for crd in ("prometheuses", "servicemonitors", "podmonitors", "prometheusrules"):
-            self.kubectl("wait", "--for=condition=Established", f"crd/{crd}.monitoring.coreos.com", "--timeout=60s")
+            # `kubectl wait` fails at once ("status.conditions accessor error") on a CRD the API server has
+            # not given a status yet (seen on the node tier): ask again until it is Established
+            def established(name: str = f"crd/{crd}.monitoring.coreos.com") -> bool:
+                return self.kubectl("wait", "--for=condition=Established", name, "--timeout=10s", check=False,
+                                    timeout=20).returncode == 0  # fmt: skip
+
+            wait_until(established, 60, f"the CRD {crd}.monitoring.coreos.com Established", interval=1)
         pki = self.node.pki
         log = (self.node.workdir / "logs" / "prometheus-operator.log").open("ab")
         self.proc = subprocess.Popen(

@@ -11,9 +11,11 @@ from humanizer import metrics
 
 pytestmark = pytest.mark.unit
 
-ALLOWED_LABELS = {"outcome", "state", "transition", "reason", "error_kind", "queue", "provider", "status_code", "direction",
-                  "task", "source", "method", "route", "status", "stage", "target"}
-FORBIDDEN_LABELS = {"job_id", "job", "chunk", "chunk_id", "task_id", "path", "url", "model", "token", "text"}
+# ``model`` only through metrics.model_label (names from the configuration, never a job's own choice);
+# ``priority``: the four Celery priority steps.
+ALLOWED_LABELS = {"outcome", "state", "transition", "reason", "error_kind", "queue", "provider", "status_code",
+                  "direction", "task", "source", "method", "route", "status", "stage", "target", "model", "priority"}
+FORBIDDEN_LABELS = {"job_id", "job", "chunk", "chunk_id", "task_id", "path", "url", "token", "text"}
 
 
 def families() -> dict[str, str]:
@@ -52,7 +54,9 @@ def test_labels_are_low_cardinality() -> None:
         labels = set(metric._labelnames)
         assert labels <= ALLOWED_LABELS, (metric.describe()[0].name, labels - ALLOWED_LABELS)
         assert not labels & FORBIDDEN_LABELS
-        assert len(labels) <= 3
+        # every allowed label is a closed set (a handful of values each): tokens and cost by provider,
+        # direction, model and fallback target are the widest, at 4
+        assert len(labels) <= 4
 
 
 def test_helpers_move_the_right_series() -> None:
@@ -75,11 +79,13 @@ def test_helpers_move_the_right_series() -> None:
     assert value("humanizer_provider_requests_total", provider="openai", status_code="error", target="primary") >= 1
     assert value("humanizer_provider_requests_total", provider="openai", status_code="timeout", target="primary") >= 1
 
-    cost_before = value("humanizer_estimated_cost_usd_total", provider="openai", target="primary")
+    labels = {"provider": "openai", "model": "gpt-4o-mini", "target": "primary"}
+    cost_before = value("humanizer_estimated_cost_usd_total", **labels)
+    tokens_before = value("humanizer_tokens_total", direction="input", **labels)
     cost = metrics.observe_tokens(1_000_000, 1_000_000, "openai", "gpt-4o-mini-2024-07-18")
     assert cost == pytest.approx(0.75)
-    assert value("humanizer_estimated_cost_usd_total", provider="openai", target="primary") == pytest.approx(
-        cost_before + 0.75)
+    assert value("humanizer_estimated_cost_usd_total", **labels) == pytest.approx(cost_before + 0.75)
+    assert value("humanizer_tokens_total", direction="input", **labels) == tokens_before + 1_000_000
     assert metrics.observe_tokens(10, 10, "offline", "") == 0.0
 
     with metrics.task_in_flight("humanize_chunk"):
@@ -92,6 +98,20 @@ def test_helpers_move_the_right_series() -> None:
 
     metrics.observe_job_finished("SUCCESS", 12.0)
     assert value("humanizer_jobs_finished_total", state="success") >= 1
+
+
+def test_model_label_is_bounded_by_the_configuration() -> None:
+    """Tokens and cost by model, without a job choosing label values: the configured model, the price
+    table's names (a dated snapshot under its family), ``other`` for anything else."""
+    from humanizer.config import get_settings
+
+    configured = get_settings().openai_model
+    assert metrics.model_label(configured) == configured
+    assert metrics.model_label("gpt-4.1-mini-2025-04-14") == "gpt-4.1-mini"
+    assert metrics.model_label("gpt-4o") == "gpt-4o"
+    for chosen in ("my-fine-tune-" + "x" * 80, "llama3:8b", "", "gpt-4o\n{evil}"):
+        assert metrics.model_label(chosen) in {"other", "gpt-4o"}
+    assert metrics.model_label("llama3:8b") == "other"
 
 
 def test_queue_wait_from_publish_header() -> None:

@@ -96,12 +96,11 @@ class Board:
 def variables(*extra: dict[str, Any]) -> dict[str, Any]:
     return {"list": [
         {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
-         "current": {}, "hide": 0, "refresh": 1},
+         "hide": 0, "refresh": 1},
         {"name": "namespace", "label": "Namespace", "type": "query",
          "datasource": {"type": "prometheus", "uid": "${datasource}"},
          "query": {"query": "label_values(humanizer_queue_depth, namespace)", "refId": "namespace"},
-         "definition": "label_values(humanizer_queue_depth, namespace)",
-         "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "refresh": 2, "sort": 1},
+         "includeAll": True, "multi": True, "allValue": ".*", "refresh": 2, "sort": 1},
         *extra,
     ]}
 
@@ -121,7 +120,9 @@ def dashboard(uid: str, title: str, board: Board, templating: dict[str, Any], de
         "time": {"from": "now-3h", "to": "now"},
         "templating": templating,
         "annotations": {"list": []},
-        "links": [{"title": "Humanizer dashboards", "type": "dashboards", "tags": ["humanizer"], "asDropdown": True}],
+        "links": [{"title": "Humanizer dashboards", "type": "dashboards", "tags": ["humanizer"], "asDropdown": True,
+                   "icon": "external link", "includeVars": True, "keepTime": True, "targetBlank": False,
+                   "tooltip": ""}],
         "panels": board.panels,
     }
 
@@ -151,7 +152,7 @@ def overview() -> dict[str, Any]:
 
     b.row("Queues")
     b.panel("Queue depth", [
-        (f"sum by (queue) ({sel('humanizer_queue_depth')})", "{{queue}}"),
+        (f"sum by (queue, priority) ({sel('humanizer_queue_depth')})", "{{queue}} priority {{priority}}"),
         (f"sum({sel('humanizer_queue_unacked')})", "unacked (delivered, running)"),
         (f"max({sel('humanizer_scheduler_window_batches')})", "scheduler window (batches)")], w=12,
         description="Batch messages. The fair scheduler keeps the queue about one window deep; the work it "
@@ -166,9 +167,10 @@ def overview() -> dict[str, Any]:
     b.panel("Workers: desired vs current", [
         (f"max({sel('humanizer_autoscaler_desired_replicas')})", "desired (autoscaler)"),
         (f"max({sel('humanizer_autoscaler_current_replicas')})", "current (Deployment)"),
+        (f"max({sel('humanizer_autoscaler_ready_replicas')})", "ready (Deployment status)"),
         (f"count({sel('up', WORKER_JOB)} == 1)", "scraped and up")], w=24,
-        description="The operator's autoscaler decision against the worker Deployment, and the worker pods "
-                    "Prometheus reaches.")
+        description="The operator's autoscaler decision against the worker Deployment (its replicas and "
+                    "its Ready pods), and the worker pods Prometheus reaches.")
 
     b.row("Retries and dead letters")
     b.panel("Retries by reason", [
@@ -191,10 +193,11 @@ def overview() -> dict[str, Any]:
 
     b.row("Tokens and cost")
     b.panel("Tokens per second", [
-        (f"sum by (direction) (rate({sel('humanizer_tokens_total')}[{RATE}]))", "{{direction}}")],
+        (f"sum by (model, direction) (rate({sel('humanizer_tokens_total')}[{RATE}]))", "{{model}} {{direction}}")],
         unit="short", stack=True)
     b.panel("Estimated cost per hour", [
-        (f"sum by (provider) (rate({sel('humanizer_estimated_cost_usd_total')}[{RATE}])) * 3600", "{{provider}}")],
+        (f"sum by (provider, model) (rate({sel('humanizer_estimated_cost_usd_total')}[{RATE}])) * 3600",
+         "{{provider}} {{model}}")],
         unit="currencyUSD")
     b.panel("Estimated cost in range", [
         (f"sum(increase({sel('humanizer_estimated_cost_usd_total')}[$__range]))", "USD")],
@@ -269,14 +272,14 @@ def drilldown() -> dict[str, Any]:
     def query_var(name: str, label: str, query: str) -> dict[str, Any]:
         return {"name": name, "label": label, "type": "query",
                 "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                "query": {"query": query, "refId": name}, "definition": query,
-                "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "refresh": 2, "sort": 1}
+                "query": {"query": query, "refId": name},
+                "includeAll": True, "multi": True, "allValue": ".*", "refresh": 2, "sort": 1}
 
     templating = variables(
         query_var("pod", "Worker pod", f"label_values(humanizer_chunks_processed_total{{{NS}}}, pod)"),
         query_var("provider", "Provider", f"label_values(humanizer_provider_requests_total{{{NS}}}, provider)"),
         query_var("outcome", "Chunk outcome", f"label_values(humanizer_chunks_processed_total{{{NS}}}, outcome)"),
-        {"name": "job_id", "label": "Job id (for the API links)", "type": "textbox", "query": "", "current": {},
+        {"name": "job_id", "label": "Job id (for the API links)", "type": "textbox", "query": "",
          "hide": 0},
     )
     return dashboard("humanizer-drilldown", "Humanizer / Drill-down", b, templating,

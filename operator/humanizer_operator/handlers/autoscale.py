@@ -208,12 +208,14 @@ class Autoscaler:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+            metrics.READY_REPLICAS.set(0)
             return self._record(Decision(0, NO_DEPLOYMENT, 0, f"Deployment {namespace}/{name} not found"), 0, False)
         self._deployment = {
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": namespace, "uid": dep.metadata.uid},
         }
         current = int(dep.spec.replicas if dep.spec.replicas is not None else 1)
+        metrics.READY_REPLICAS.set(int((dep.status.ready_replicas if dep.status is not None else 0) or 0))
         if (dep.metadata.annotations or {}).get(k8s.PAUSE_ANNOTATION, "").lower() == "true":
             return self._record(Decision(current, PAUSED, current, f"annotation {k8s.PAUSE_ANNOTATION}=true"),
                                 current, False)

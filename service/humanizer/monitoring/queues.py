@@ -35,6 +35,14 @@ def queue_depth(client: redis.Redis, queue: str, key_prefix: str = "") -> int:
     return sum(int(n) for n in pipe.execute())
 
 
+def queue_depth_by_priority(client: redis.Redis, queue: str, key_prefix: str = "") -> dict[int, int]:
+    """Messages waiting in ``queue`` per priority step (0, 3, 6, 9)."""
+    pipe = client.pipeline(transaction=False)
+    for name in priority_lists(queue, key_prefix=key_prefix):
+        pipe.llen(name)
+    return {step: int(n) for step, n in zip(PRIORITY_STEPS, pipe.execute(), strict=True)}
+
+
 def queue_depths(client: redis.Redis, queues: Iterable[str], key_prefix: str = "") -> dict[str, int]:
     queues = list(queues)
     pipe = client.pipeline(transaction=False)
