@@ -930,6 +930,20 @@ def test_second_pass_values_reach_the_settings(render: Render) -> None:
     assert config_map({"config": {"secondPass": None}}) == {}, "absent after --reuse-values: the settings' defaults"
 
 
+def test_scheduler_values_reach_the_settings(render: Render, monkeypatch: pytest.MonkeyPatch) -> None:
+    def config_map(values: dict[str, Any]) -> dict[str, str]:
+        (cm,) = [o for o in by_kind(render(values), "ConfigMap") if "HUMANIZER_RATE_LIMIT_RPM" in (o.get("data") or {})]
+        return {k: v for k, v in cm["data"].items() if k in ("HUMANIZER_FAIR_SCHEDULING", "HUMANIZER_TENANT_WEIGHTS")}
+
+    assert config_map({}) == {"HUMANIZER_FAIR_SCHEDULING": "true"}
+    tuned = config_map({"config": {"scheduler": {"fair": False, "tenantWeights": {"ns:team-a": 2, "token:ab12": 0.5}}}})
+    for key, value in tuned.items():  # read as the pods read them: from the environment
+        monkeypatch.setenv(key, value)
+    s = Settings()
+    assert (s.fair_scheduling, s.tenant_weights) == (False, {"ns:team-a": 2.0, "token:ab12": 0.5})
+    assert config_map({"config": {"scheduler": None}}) == {}, "absent after --reuse-values: the settings' defaults"
+
+
 def test_hung_worker_is_killed_without_the_warm_shutdown_grace(render: Render) -> None:
     """Found on the node tier: a worker restarted by its liveness probe waited the pod's 330 s grace
     (a hung process does not act on SIGTERM); the probe's own grace is short."""
