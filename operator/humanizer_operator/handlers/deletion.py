@@ -66,14 +66,12 @@ def humanizejob_deleted(type: str, body: Any, logger: Any, **_: Any) -> None:
 def orphan_candidates(store: JobStore, scope: Scope) -> dict[str, dict[str, str]]:
     """Unfinished jobs submitted for a HumanizeJob of a namespace in ``scope``: job id -> origin."""
     prefix = job_id_for("")
-    job_ids = [j for j in store.r.zrange(store.active_key, 0, -1) if j.startswith(prefix)]
+    job_ids = [j for j in store.active_job_ids() if j.startswith(prefix)]
     out: dict[str, dict[str, str]] = {}
     if not job_ids:
         return out
-    pipe = store.r.pipeline(transaction=False)
-    for job_id in job_ids:
-        pipe.hmget(store.key(job_id), [f"{ORIGIN_PREFIX}{k}" for k in ORIGIN_KEYS])
-    for job_id, values in zip(job_ids, pipe.execute(), strict=True):
+    rows = store.fields_of(job_ids, [f"{ORIGIN_PREFIX}{k}" for k in ORIGIN_KEYS])
+    for job_id, values in zip(job_ids, rows, strict=True):
         origin = dict(zip(ORIGIN_KEYS, values, strict=True))
         # an "hj-..." job without the marker came from the HTTP API (or an older operator): not ours
         if origin["kind"] != k8s.KIND or not origin["namespace"] or not origin["name"] or not origin["uid"]:

@@ -38,10 +38,9 @@ class ActiveJobs:
         stale = [m for m, score in entries if m.startswith("reserve:") and score < now - _RESERVATION_TTL]
         jobs = [m for m, _ in entries if not m.startswith("reserve:")]
         if jobs:
-            pipe = self.r.pipeline(transaction=False)
-            for job_id in jobs:
-                pipe.hget(f"{self.job_key_prefix}:job:{job_id}", "status")
-            statuses = pipe.execute()
+            from humanizer.jobs.store import JobStore
+
+            statuses = [row[0] for row in JobStore(self.r, prefix=self.job_key_prefix).fields_of(jobs, ["status"])]
             stale += [j for j, st in zip(jobs, statuses, strict=True) if st is None or st in _TERMINAL]
         if stale:
             self.r.zrem(key, *stale)

@@ -56,7 +56,7 @@ def verify_job(store: JobStore, job_id: str) -> dict[str, Any]:
     total = int(meta["total"])
     chunks = store.chunks(job_id)
     outputs = store.outputs(job_id)
-    flags = {int(k): v for k, v in store.r.hgetall(store.key(job_id, "flags")).items()}
+    flags = store.flags(job_id)
     kept = {i: v for i, v in flags.items() if v.startswith(KEPT_ORIGINAL_PREFIXES)}
     placeholder_errors = {i: v for i, v in flags.items() if i not in kept}
     skip = {i for i, c in chunks.items() if c.get("kind") != "prose"}

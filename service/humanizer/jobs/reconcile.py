@@ -40,16 +40,16 @@ def reconcile_once(store: JobStore, stall_seconds: float) -> list[Action]:
         try:
             meta = store.meta(job_id)
         except JobNotFound:
-            store.r.zrem(store.active_key, job_id)
+            store.forget_active(job_id)
             actions.append(Action(job_id, "forget"))
             continue
         if JobStatus(meta["status"]).terminal:
-            store.r.zrem(store.active_key, job_id)
+            store.forget_active(job_id)
             actions.append(Action(job_id, "forget"))
             continue
         store.touch(job_id)
         if store.result(job_id) is not None:
-            round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))
+            round_ = store.next_round(job_id)
             app.signature("humanizer.verify", args=(job_id,), queue=control_queue(), priority=0).apply_async(
                 task_id=f"{job_id}:verify:r{round_}"
             )
@@ -78,10 +78,9 @@ class ReconcilerThread(threading.Thread):
         self.me = f"{socket.gethostname()}:{id(self)}"
 
     def run(self) -> None:
-        lock = f"{self.store.prefix}:reconciler:lock"
         while not self.stop_event.wait(self.interval):
             try:
-                if self.store.r.set(lock, self.me, nx=True, ex=max(1, int(self.interval * 0.9))):
+                if self.store.claim("reconciler:lock", self.me, self.interval * 0.9):
                     reconcile_once(self.store, self.stall)
             except Exception as exc:  # Redis down: try again next round
                 log.warning("reconciler.error", error=type(exc).__name__)

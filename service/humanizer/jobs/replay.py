@@ -21,7 +21,7 @@ def redrive(store: JobStore, job_id: str, resume: bool = False) -> list[int]:
     missing = [i for i in range(total) if i not in have]
     if JobStatus(meta["status"]).stops_work:
         store.reopen(job_id, phase="rewriting")
-    round_ = int(store.r.hincrby(store.key(job_id), "rounds", 1))
+    round_ = store.next_round(job_id)
     dispatch(job_id, missing, round_, priority=meta.get("priority", "normal"), tenant=meta.get("tenant") or "default")
     return missing
 
@@ -52,6 +52,6 @@ def _forget(store: JobStore, job_id: str, index: int) -> None:
     document, drop that too so it runs again."""
     failure = store.failures(job_id).get(index) or {}
     store.clear_failure(job_id, index)
-    store.r.hdel(store.key(job_id, "route"), str(index))  # a replayed chunk starts its fallback chain afresh
+    store.clear_route(job_id, index)
     if failure.get("kept_original"):
         store.drop_kept_original(job_id, index)

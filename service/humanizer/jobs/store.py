@@ -146,6 +146,15 @@ end
 return fixed
 """
 
+# KEYS: the average ; ARGV: a new sample. One round trip instead of a read and a write.
+_MOVING_AVERAGE = """
+local old = tonumber(redis.call('GET', KEYS[1]))
+local value = tonumber(ARGV[1])
+if old then value = 0.8 * old + 0.2 * value end
+redis.call('SET', KEYS[1], string.format('%.4f', value), 'EX', 86400)
+return 1
+"""
+
 #: Fields without which a job record cannot be read; ``JobStore.meta`` repairs them (``_REPAIR``).
 REQUIRED_FIELDS = ("status", "total")
 
@@ -189,6 +198,7 @@ class JobStore:
         self._set_status = client.register_script(_SET_STATUS)
         self._reopen = client.register_script(_REOPEN)
         self._repair = client.register_script(_REPAIR)
+        self._moving_average = client.register_script(_MOVING_AVERAGE)
 
     # ---- keys ---------------------------------------------------------------------------
     def key(self, job_id: str, part: str = "") -> str:
@@ -563,6 +573,95 @@ class JobStore:
         pipe = self.r.pipeline(transaction=False)
         for key in self._all_keys(job_id):
             pipe.expire(key, ttl or self.ttl)
+        pipe.execute()
+
+    # ---- bookkeeping other modules need (they never use the client for job data themselves) -------
+    def next_round(self, job_id: str) -> int:
+        """A new re-drive round of the job (task ids of its batches and merge carry it)."""
+        return int(self.r.hincrby(self.key(job_id), "rounds", 1))
+
+    def forget_active(self, job_id: str) -> None:
+        self.r.zrem(self.active_key, job_id)
+
+    def active_job_ids(self) -> list[str]:
+        return [str(j) for j in self.r.zrange(self.active_key, 0, -1)]
+
+    def job_count(self) -> int:
+        return int(self.r.zcard(self.index_key))
+
+    def field(self, job_id: str, name: str) -> str | None:
+        value = self.r.hget(self.key(job_id), name)
+        return None if value is None else str(value)
+
+    def fields_of(self, job_ids: Sequence[str], names: Sequence[str]) -> list[list[str | None]]:
+        """``names`` of each job record, one pipelined read (None where a job or field is missing)."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.key(job_id), list(names))
+        return [list(row) for row in pipe.execute()] if job_ids else []
+
+    def recent_job_ids(self, limit: int) -> list[str]:
+        return [str(i) for i in self.r.zrevrange(self.index_key, 0, limit - 1)]
+
+    def flags(self, job_id: str) -> dict[int, str]:
+        """Verification flags per chunk (altered placeholders, originals kept)."""
+        return {int(k): str(v) for k, v in self.r.hgetall(self.key(job_id, "flags")).items()}
+
+    def flag(self, job_id: str, index: int, text: str) -> None:
+        self.r.hset(self.key(job_id, "flags"), str(index), text)
+
+    def add_tokens(self, job_id: str, tokens_in: int, tokens_out: int) -> None:
+        """Tokens paid for by calls whose reply was not stored."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hincrby(self.key(job_id), "tokens_in", tokens_in)
+        pipe.hincrby(self.key(job_id), "tokens_out", tokens_out)
+        pipe.execute()
+
+    def clear_route(self, job_id: str, index: int) -> None:
+        """A replayed chunk starts its fallback chain afresh."""
+        self.r.hdel(self.key(job_id, "route"), str(index))
+
+    def chunk_seconds(self) -> float | None:
+        """The moving average of one chunk's time (for estimates and the autoscaler)."""
+        raw = self.r.get(f"{self.prefix}:stats:chunk_seconds")
+        return float(raw) if raw else None
+
+    def record_chunk_seconds(self, seconds: float) -> None:
+        self._moving_average(keys=[f"{self.prefix}:stats:chunk_seconds"], args=[repr(seconds)])
+
+    def cached_outputs(self, keys: Mapping[int, str]) -> dict[int, str]:
+        """Rewrites of identical chunks kept in the chunk cache, by index (``worker/chunk_cache.py`` keys)."""
+        from humanizer.worker import chunk_cache
+
+        return chunk_cache.get_many(self.r, keys)
+
+    def count_finished(self, ok: int = 0, errors: int = 0) -> None:
+        """Chunks finished (stored or cached / dead-lettered) for ``humanizer monitor``'s throughput."""
+        from humanizer.monitoring import throughput
+
+        throughput.record_chunks(self.r, self.prefix, ok=ok, errors=errors)
+
+    def claim(self, name: str, owner: str, seconds: float) -> bool:
+        """A lease ``<prefix>:<name>`` for ``seconds`` (SET NX EX): True for the one caller that got it."""
+        return bool(self.r.set(f"{self.prefix}:{name}", owner, nx=True, ex=max(1, int(seconds))))
+
+    def redis_run_id(self) -> str:
+        """The Redis server's run id: a new one means it restarted."""
+        return str(self.r.info("server").get("run_id") or "")
+
+    def eval_job_script(self, script: str, job_id: str, parts: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a Lua ``script`` over the job's keys ``parts`` ("" is the record) — for a module that owns
+        the meaning of some job fields (the second pass's budget) but not the key layout."""
+        keys = [self.key(job_id, p) for p in parts]
+        return self.r.eval(script, len(keys), *keys, *args)
+
+    def incr_fields(self, job_id: str, counts: Mapping[str, int], part_fields: Mapping[str, Mapping[str, str]]) -> None:
+        """Add ``counts`` to fields of the job record and set ``part_fields`` (part -> field -> value), at once."""
+        pipe = self.r.pipeline(transaction=False)
+        for name, n in counts.items():
+            pipe.hincrby(self.key(job_id), name, n)
+        for part, values in part_fields.items():
+            pipe.hset(self.key(job_id, part), mapping=dict(values))
         pipe.execute()
 
     def delete(self, job_ids: Iterable[str]) -> None:

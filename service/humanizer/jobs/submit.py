@@ -171,7 +171,6 @@ def resolve_chain(
 
 def estimate_seconds(store: JobStore, model_chunks: int, settings: Settings) -> float:
     """Rough time to finish: waves of chunks over the known worker capacity times recent chunk time."""
-    raw = store.r.get(f"{store.prefix}:stats:chunk_seconds")
-    per_chunk = float(raw) if raw else DEFAULT_CHUNK_SECONDS
+    per_chunk = store.chunk_seconds() or DEFAULT_CHUNK_SECONDS
     capacity = max(1, settings.calls_per_worker)
     return math.ceil(model_chunks / capacity) * per_chunk + 0.5

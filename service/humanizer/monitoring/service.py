@@ -340,12 +340,11 @@ class MonitoringService:
         }
 
     def _recent_jobs(self, prefix: str, limit: int = 200) -> dict[str, Any]:
-        ids = [str(i) for i in self.redis.zrevrange(f"{prefix}:jobs", 0, limit - 1)]
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hget(f"{prefix}:job:{job_id}", "status")
+        from humanizer.jobs.store import JobStore
+
+        store = JobStore(self.redis, prefix=prefix)
         by_status: dict[str, int] = {}
-        for st in pipe.execute():
+        for (st,) in store.fields_of(store.recent_job_ids(limit), ["status"]):
             if st:
                 by_status[st] = by_status.get(st, 0) + 1
         return {"recent": sum(by_status.values()), "by_status": by_status}

@@ -41,12 +41,11 @@ class SchedulingThread(threading.Thread):
         dispatch.release_and_send(sched)
 
     def _watch_restart(self) -> None:
-        run_id = str(self.store.r.info("server").get("run_id") or "")
+        run_id = self.store.redis_run_id()
         before, self.run_id = self.run_id, run_id
         if not before or before == run_id:
             return
-        lock = f"{self.store.prefix}:reconciler:restart:{run_id}"
-        if not self.store.r.set(lock, self.node, nx=True, ex=3600):
+        if not self.store.claim(f"reconciler:restart:{run_id}", self.node, 3600):
             return  # another worker reconciles after this restart
         from humanizer.jobs.reconcile import reconcile_once
 

@@ -260,22 +260,18 @@ return 1
 
 def reserve(store: JobStore, job_id: str, index: int, pol: Policy, estimate: int) -> int:
     """Claim this chunk's one second pass within the job's budget (see ``_RESERVE`` for the answers)."""
-    keys = [store.key(job_id), store.key(job_id, "second_pass")]
     args = [index, -1 if pol.max_calls is None else pol.max_calls, pol.max_tokens, estimate]
-    return int(store.r.eval(_RESERVE, len(keys), *keys, *args))
+    return int(store.eval_job_script(_RESERVE, job_id, ["", "second_pass"], args))
 
 
 def settle(store: JobStore, job_id: str, index: int, estimate: int, result: RewriteResult | None,
            outcome: str) -> None:
     spent_in, spent_out = (result.input_tokens, result.output_tokens) if result else (0, 0)
-    pipe = store.r.pipeline(transaction=False)
-    pipe.hincrby(store.key(job_id), "second_pass_tokens", spent_in + spent_out - estimate)
-    pipe.hincrby(store.key(job_id), "second_pass_tokens_in", spent_in)
-    pipe.hincrby(store.key(job_id), "second_pass_tokens_out", spent_out)
+    counts = {"second_pass_tokens": spent_in + spent_out - estimate, "second_pass_tokens_in": spent_in,
+              "second_pass_tokens_out": spent_out}
     if outcome == "kept_second":
-        pipe.hincrby(store.key(job_id), "second_pass_kept", 1)
-    pipe.hset(store.key(job_id, "second_pass"), str(index), outcome)
-    pipe.execute()
+        counts["second_pass_kept"] = 1
+    store.incr_fields(job_id, counts, {"second_pass": {str(index): outcome}})
 
 
 # ---- the one entry point ------------------------------------------------------------------------

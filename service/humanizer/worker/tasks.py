@@ -43,7 +43,6 @@ from humanizer.jobs.deadletters import DeadLetters
 from humanizer.jobs.models import JobStatus
 from humanizer.jobs.store import ChunkOutput, JobNotFound, JobStore
 from humanizer.logging import get_logger
-from humanizer.monitoring import throughput
 from humanizer.pricing import cost_usd
 from humanizer.providers import Provider, ProviderError, RewriteRequest, RewriteResult, build_provider
 from humanizer.providers.breaker import BreakerConfig, CircuitBreaker
@@ -209,19 +208,9 @@ class _Delayed:
         return self.inner.rewrite(request)
 
 
-# KEYS: the average ; ARGV: this batch's mean seconds. One round trip instead of a read and a write.
-_MOVING_AVERAGE = """
-local old = tonumber(redis.call('GET', KEYS[1]))
-local value = tonumber(ARGV[1])
-if old then value = 0.8 * old + 0.2 * value end
-redis.call('SET', KEYS[1], string.format('%.4f', value), 'EX', 86400)
-return 1
-"""
-
-
 def _record_chunk_seconds(store: JobStore, seconds: float) -> None:
     """Keep a moving average of chunk time for completion estimates."""
-    store.r.eval(_MOVING_AVERAGE, 1, f"{store.prefix}:stats:chunk_seconds", repr(seconds))
+    store.record_chunk_seconds(seconds)
 
 
 def _over_budget(store: JobStore, meta: dict[str, str], job_id: str = "") -> str | None:
@@ -297,7 +286,7 @@ def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, An
         return _skip(store, job_id, todo, bound, summary, "budget")
 
     keys = {i: chunk_cache.cache_key(store.prefix, meta, chunks[i]) for i in todo} if s.chunk_cache_ttl_seconds else {}
-    hits = chunk_cache.get_many(store.r, keys)
+    hits = store.cached_outputs(keys)
     if hits:
         store.save_outputs([ChunkOutput(job_id, i, text) for i, text in hits.items()])
         store.incr(job_id, "cache_hits", len(hits))
@@ -324,7 +313,7 @@ def _humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, An
         "batch.done", chunks=len(indices), cached=len(hits), poisoned=len(poisoned),
         attempt=self.request.retries + 1, **dict(sorted(outcomes.items())),
     )
-    throughput.record_chunks(store.r, store.prefix, ok=outcomes["stored"] + len(hits))  # humanizer monitor
+    store.count_finished(ok=outcomes["stored"] + len(hits))  # humanizer monitor
     _settle_failures(self, store, job_id, chunks, calls, bound, len(chain))
     return {**summary, "outcome": "done", **outcomes}
 
@@ -699,10 +688,7 @@ def _settle_failures(
     unstored = [c for c in calls if c.error is not None and c.outcome != "truncated"]  # truncated: kept below
     spent_in, spent_out = sum(c.tokens_in for c in unstored), sum(c.tokens_out for c in unstored)
     if spent_in or spent_out:  # paid for, though nothing was stored: still the job's tokens
-        pipe = store.r.pipeline(transaction=False)
-        pipe.hincrby(store.key(job_id), "tokens_in", spent_in)
-        pipe.hincrby(store.key(job_id), "tokens_out", spent_out)
-        pipe.execute()
+        store.add_tokens(job_id, spent_in, spent_out)
     for call in calls:
         err = call.error
         if err is None:
@@ -716,7 +702,7 @@ def _settle_failures(
                 retrying.append(call.index)
                 bound.warning("chunk.placeholders_altered", chunk_id=call.index, attempt=attempts, action="retry")
                 continue
-            store.r.hset(store.key(job_id, "flags"), str(call.index), str(err))
+            store.flag(job_id, call.index, str(err))
             store.save_output(job_id, call.index, chunks[call.index]["text"], 0, 0)
             metrics.observe_chunk("kept_original", call.seconds)
             bound.warning("chunk.placeholders_altered", chunk_id=call.index, attempt=attempts, action="kept_original")
@@ -761,7 +747,7 @@ def _dead_letter(
         return {"index": index, "outcome": "duplicate"}
     metrics.count_dead_letter(error_kind)
     metrics.observe_chunk("dead_lettered", 0.0)
-    throughput.record_chunks(store.r, store.prefix, errors=1)
+    store.count_finished(errors=1)
     log.error(
         "chunk.dead_lettered", job_id=job_id, chunk_id=index, task_id=task.request.id, error_kind=error_kind,
         status_code=err.status_code, attempts=attempts,

@@ -34,6 +34,7 @@ from humanizer.jobs.models import JobStatus, JobView
 from humanizer.jobs.store import JobExists, JobNotFound, JobStore
 from humanizer.jobs.submit import SubmissionError, submit_job
 from humanizer.logging import get_logger
+from humanizer.redis_client import get_redis
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = get_logger("humanizer.api")
@@ -81,7 +82,7 @@ def read_job(store: JobStore, job_id: str) -> JobOut:
         view = store.view(job_id, with_result=False)
     except JobNotFound:
         raise ProblemError(P.JOB_NOT_FOUND, f"no job {job_id} (unknown, or its results expired)") from None
-    raw = store.r.hget(store.key(job_id), "verification_passed")
+    raw = store.field(job_id, "verification_passed")
     passed = None if raw in (None, "") else raw in ("1", "True", "true")
     return job_out(view, passed)
 
@@ -119,7 +120,8 @@ def create_job(
         raise ProblemError(P.VALIDATION, str(msg).removeprefix("Value error, ")) from None
     effective = settings.model_copy(update={"max_chunks": limit}) if limit != settings.max_chunks else settings
 
-    idem = IdempotencyKeys(store.r, settings.key_prefix, api.idempotency_ttl_seconds)
+    client = get_redis(settings)  # the API's own keys (idempotency, active jobs per token), not job data
+    idem = IdempotencyKeys(client, settings.key_prefix, api.idempotency_ttl_seconds)
     fp = fingerprint(body.model_dump(mode="json"))
     if idempotency_key is not None:
         existing = idem.claim(principal.token_id, idempotency_key, fp)
@@ -134,7 +136,7 @@ def create_job(
             return JSONResponse(replay, status_code=202, headers={
                 "Location": replay["links"]["self"], "Idempotent-Replayed": "true"})
 
-    active = ActiveJobs(store.r, settings.key_prefix, store.prefix)
+    active = ActiveJobs(client, settings.key_prefix, store.prefix)
     reservation = active.reserve(principal.token_id, api.max_active_jobs_per_token)
     if reservation is None:
         if idempotency_key is not None:
@@ -192,7 +194,7 @@ def list_jobs(
             items.append(read_job(store, job_id))
         except ProblemError:  # expired since it was listed
             continue
-    total = int(store.r.zcard(store.index_key))
+    total = store.job_count()
     return JobPage(items=items, offset=offset, limit=limit, total=total)
 
 
