@@ -16,7 +16,7 @@ from humanizer.chunking.sentences import split_in_two
 from humanizer.config import Settings
 from humanizer.providers import RewriteRequest, RewriteResult
 from humanizer.providers.sizing import MIN_MAX_TOKENS, retry_max_tokens, size_max_tokens
-from humanizer.worker import tasks
+from humanizer.worker import pipeline
 
 pytestmark = pytest.mark.unit
 
@@ -123,12 +123,12 @@ TEXT = "The first sentence is short. The second sentence is a little longer than
 
 
 def run(provider: Scripted, cap: int = 1024) -> tuple[str, str] | str:
-    call = tasks._Caller(Engine(), Store(), "job", provider, "scripted", "m", Limiter())  # type: ignore[arg-type]
+    call = pipeline._Caller(Engine(), Store(), "job", provider, "scripted", "m", Limiter())  # type: ignore[arg-type]
     tokens = count_tokens(TEXT)
     request = RewriteRequest(text=TEXT, max_tokens=size_max_tokens(tokens, cap))
     try:
-        result = asyncio.run(tasks._complete_rewrite(call, request, tokens, cap))
-    except tasks._Truncated as exc:
+        result = asyncio.run(pipeline._complete_rewrite(call, request, tokens, cap))
+    except pipeline._Truncated as exc:
         return f"truncated: {exc}"
     assert (call.tokens_in, call.tokens_out) == (10 * len(provider.seen), 5 * len(provider.seen))
     return result

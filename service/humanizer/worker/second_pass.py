@@ -27,7 +27,7 @@ The job record counts ``second_pass_calls``, ``second_pass_kept`` (the second re
 job's tokens); ``humanizer_second_pass_total{reason,outcome}`` and
 ``humanizer_second_pass_tokens_total{direction}`` count them for Prometheus.
 
-``call`` is opaque here: the worker (``tasks._SecondPassCall``) sends it through the job's fallback chain,
+``call`` is opaque here: the worker (``pipeline._SecondPassCall``) sends it through the job's fallback chain,
 from the target that served the first call, with that target's breaker, figures and metrics.
 
 On by default for model providers (``HUMANIZER_SECOND_PASS=auto``: ``openai``), off for ``offline`` and
@@ -286,7 +286,7 @@ class FirstRewrite:
     masked_output: str  # the reply, placeholders and all
     output: str  # the reply unmasked: what is stored unless the second pass does better
     spans: tuple[ProtectedSpan, ...]
-    how: str  # first | retry | split (``tasks._complete_rewrite``)
+    how: str  # first | retry | split (``pipeline._complete_rewrite``)
     cap: int  # the job's max_tokens cap
 
 
