@@ -8,10 +8,10 @@ Escaping: any ``⟦`` or ``⟧`` already present in the input (including text th
 itself masked as a span of kind ``"marker"``, so in masked text every bracket belongs to a placeholder we
 made and :func:`unmask` is unambiguous. ``unmask(mask(t).text, mask(t).spans) == t`` for every string.
 
-Fenced code blocks inside a chunk (``passthrough_structures=False``) are protected as ``code`` too.
-Protected kinds, in priority order where two could start at the same position: marker, inline code,
-math, URL, e-mail, citation, quotation. Overlaps resolve leftmost-first (an enclosing quotation protects a
-URL inside it as part of itself).
+What is protected is decided by :func:`humanizer.spans.find_spans`, the detector verification takes its
+URL, e-mail and quotation facts from: marker, code (also fenced blocks inside a chunk, with
+``passthrough_structures=False``), math, URL, e-mail, citation, quotation, leftmost-first (an enclosing
+quotation protects a URL inside it as part of itself).
 """
 
 from __future__ import annotations
@@ -19,16 +19,15 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-SpanKind = Literal["marker", "code", "math", "url", "email", "citation", "quote"]
+from humanizer.spans import MARKER_PATTERN, SpanKind, find_spans
 
 OPEN, CLOSE = "⟦", "⟧"
 _PLACEHOLDER = re.compile(r"⟦P([1-9][0-9]{0,8})⟧")
 # Anything bracket-like in model output: a well-formed placeholder, a mangled one, or a stray bracket.
-_BRACKETISH = re.compile(r"⟦[^⟦⟧\r\n]{0,40}⟧|[⟦⟧]")
+_BRACKETISH = re.compile(MARKER_PATTERN)
 
 
 class ProtectedSpan(BaseModel):
@@ -89,98 +88,9 @@ def _id_list(ids: Sequence[str], limit: int = 20) -> str:
     return shown + (f" (+{len(ids) - limit} more)" if len(ids) > limit else "")
 
 
-# --- span detection ---------------------------------------------------------------------------------------
-
-_NOT_BLANK_LINE = r"(?:\r\n|\r|\n)(?![ \t]*(?:\r\n|\r|\n))"  # a line break that does not start a blank line
-_NAME = r"[A-Z\u00c0-\u00de][\w'’\-]+"
-_AUTHORS = rf"{_NAME}(?:(?:,[ \t]*|[ \t]+)(?:and[ \t]+|&[ \t]*)?{_NAME})*(?:[ \t]+et[ \t]+al\.?)?"
-_CITE_ONE = rf"{_AUTHORS},?[ \t]+(?:\d{{4}}[a-z]?|n\.d\.)(?:,[ \t]*(?:pp?\.|p\.)[ \t]*\d+(?:[-–]\d+)?)?"
-
-_PATTERNS: tuple[tuple[SpanKind, str], ...] = (
-    ("marker", r"⟦[^⟦⟧\r\n]{0,40}⟧|[⟦⟧]"),
-    (
-        "code",
-        # A whole fenced block (when chunks keep structures as prose), then inline code.
-        r"(?m:^[ \t]*(?P<fence>`{3,}|~{3,})[^\r\n]*(?:\r\n|\r|\n)"
-        r"[\s\S]*?^[ \t]*(?P=fence)[ \t]*(?=[\r\n]|\Z))"
-        r"|(?P<bt>`{1,3})(?!`)[^\r\n]*?[^`\r\n](?P=bt)(?!`)",
-    ),
-    (
-        "math",
-        r"(?<![\\$])\$\$(?:[^$]|\$(?!\$)){1,5000}?\$\$"
-        r"|\\\[[\s\S]{1,5000}?\\\]"
-        r"|\\\([^\r\n]{1,1000}?\\\)"
-        r"|(?<![\\$\w])\$(?![\s$])(?:[^$\r\n\\]|\\.){1,500}?(?<![\s\\])\$(?![\d$\w])",
-    ),
-    ("url", r"(?:\b[Hh][Tt][Tt][Pp][Ss]?://|(?<![\w.@/])[Ww][Ww][Ww]\.)[^\s<>\"`⟦⟧]+"),
-    (
-        "email",
-        r"(?<![\w.%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
-        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}(?![\w\-])",
-    ),
-    (
-        "citation",
-        r"\[\d{1,4}(?:[ \t]*[,–\-][ \t]*\d{1,4}){0,30}\]"
-        r"|\[(?:[^\[\]\r\n@]{0,120}?[\s;])?@\w[^\[\]\r\n]{0,120}\]"
-        rf"|\((?:(?:e\.g\.|see|cf\.),?[ \t]+)?{_CITE_ONE}(?:;[ \t]*{_CITE_ONE}){{0,20}}\)",
-    ),
-    (
-        "quote",
-        rf"“(?:[^“”\r\n]|{_NOT_BLANK_LINE}){{1,2000}}?”"
-        rf"|„(?:[^„“”\r\n]|{_NOT_BLANK_LINE}){{1,2000}}?[“”]"
-        rf"|«(?:[^«»\r\n]|{_NOT_BLANK_LINE}){{1,2000}}?»"
-        r"|(?<![\w\"])\"(?=[^\s\"])[^\"\r\n]{0,1000}?(?<=[^\s\"])\"(?![\w\"])"
-        r"|(?<![\w‘’])‘(?=\S)(?:[^‘’\r\n]|’(?=\w)){0,1000}?(?<=\S)’(?!\w)"
-        # Straight single quotes: never glued to letters (apostrophes); several words (checked after match).
-        r"|(?<![\w'])'(?=[^\s'])(?:[^'\r\n]|(?<=\w)'(?=\w)){2,400}?(?<=[^\s'])'(?![\w'])",
-    ),
-)
-_DETECT = re.compile("|".join(f"(?P<{kind}>{pattern})" for kind, pattern in _PATTERNS))
-_KIND_OF_GROUP: dict[str, SpanKind] = {kind: kind for kind, _ in _PATTERNS} | {"bt": "code", "fence": "code"}
-_URL_TRAILING = ".,;:!?'\"*_~’”»>"
-
-
-_CLOSERS = {")": "(", "]": "[", "}": "{"}
-
-
-def _trim_url(url: str) -> str:
-    """Drop trailing punctuation and unbalanced closing brackets from a URL match."""
-    while url:
-        last = url[-1]
-        opener = _CLOSERS.get(last)
-        unbalanced = opener is not None and url.count(opener) < url.count(last)
-        if last not in _URL_TRAILING and not unbalanced:
-            break
-        url = url[:-1]
-    return url
-
-
-def protected_spans(text: str) -> list[tuple[int, int, SpanKind]]:
-    """Non-overlapping ``(start, end, kind)`` spans of ``text`` to protect, in order."""
-    spans: list[tuple[int, int, SpanKind]] = []
-    pos = 0
-    while True:
-        m = _DETECT.search(text, pos)
-        if m is None:
-            return spans
-        kind = _KIND_OF_GROUP[m.lastgroup or ""]
-        start, end = m.start(), m.end()
-        if kind == "quote" and text[start] == "'" and not any(c.isspace() for c in m.group()):
-            pos = start + 1  # a single quoted word may be an apostrophe pair: leave it alone
-            continue
-        if kind == "url":
-            url = _trim_url(m.group())
-            end = start + len(url)
-            if url.lower() in ("http://", "https://", "www.") or end <= start:
-                pos = m.end()
-                continue
-        spans.append((start, end, kind))
-        pos = end
-
-
 def mask(text: str) -> Masked:
     """Replace protected spans with placeholders ``⟦P1⟧``, ``⟦P2⟧``, ..."""
-    found = protected_spans(text)
+    found = find_spans(text)
     if not found:
         return Masked(text=text)
     parts: list[str] = []

@@ -2,8 +2,9 @@
 
 What it does, line by line, outside code fences and tables:
 
-1. protects spans it must not touch — ⟦P<n>⟧ placeholders, URLs, e-mail addresses, inline code and
-   quoted strings — by swapping them for private-use sentinels;
+1. protects the spans masking protects (``humanizer.spans.find_spans`` on the whole text: ⟦P<n>⟧
+   placeholders and other brackets, code, math, URLs, e-mail addresses, citations and quotations) by swapping
+   them for private-use sentinels;
 2. replaces stock "AI" phrasing and stiff wording from a phrase table (``phrases.py``), with choices
    that depend on the style; capitalised words in mid-sentence (names) are never touched;
 3. adjusts contractions for the style (casual: "do not" → "don't"; professional/academic: the reverse);
@@ -28,6 +29,7 @@ from humanizer.providers.base import RewriteRequest, RewriteResult
 from humanizer.providers.errors import ErrorKind, ProviderError
 from humanizer.providers.phrases import ABBREVIATIONS, CONTRACT, EXPAND, FORMAL, JOINABLE_STARTS, PHRASES, Choice
 from humanizer.providers.prompts import Style, resolve_style, style_from_prompt
+from humanizer.spans import find_spans
 
 OFFLINE_MODEL = "offline-rewriter-v1"
 
@@ -37,28 +39,22 @@ OFFLINE_MODEL = "offline-rewriter-v1"
 
 _S0, _S1 = "\ue000", "\ue001"  # sentinel brackets (Unicode private use area)
 _CAP_NEXT = "\ue002"  # "capitalise the next word" marker left where a sentence opener was dropped
-_PROTECT = re.compile(
-    r"⟦[^⟦⟧\n]{0,64}⟧"
-    r"|`[^`\n]+`"
-    r"|\b(?:https?|ftp)://[^\s<>\"'`]*[^\s<>\"'`.,;:!?)\]]"
-    r"|\bwww\.[^\s<>\"'`]*[^\s<>\"'`.,;:!?)\]]"
-    r"|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"
-    r"|\"[^\"\n]{0,500}\""
-    r"|“[^”\n]{0,500}”"
-    r"|„[^“”\n]{0,500}[“”]"
-    r"|«[^»\n]{0,500}»"
-)
 _SENTINEL = re.compile(_S0 + r"(\d+)" + _S1)
 
 
-def _protect(line: str) -> tuple[str, list[str]]:
+def _protect(text: str) -> tuple[str, list[str]]:
+    """``text`` with each protected span swapped for ``<S0>n<S1>``, and the spans' texts (n is the index)."""
+    parts: list[str] = []
     spans: list[str] = []
-
-    def keep(m: re.Match[str]) -> str:
-        spans.append(m.group(0))
-        return f"{_S0}{len(spans) - 1}{_S1}"
-
-    return _PROTECT.sub(keep, line), spans
+    prev = 0
+    for span in find_spans(text):
+        parts += (text[prev : span.start], f"{_S0}{len(spans)}{_S1}")
+        spans.append(span.text(text))
+        prev = span.end
+    if not spans:
+        return text, spans
+    parts.append(text[prev:])
+    return "".join(parts), spans
 
 
 def _restore(line: str, spans: list[str]) -> str:
@@ -309,22 +305,23 @@ def _rng(style: Style, line: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def rewrite_line(line: str, style: Style) -> str:
-    if not line.strip():
-        return line
-    rng = _rng(style, line)
-    masked, spans = _protect(line)
+def _rewrite_line(masked: str, style: Style, spans: list[str]) -> str:
+    """One line with its protected spans already swapped for sentinels (a span may hold line breaks)."""
+    if not masked.strip():
+        return masked
+    rng = _rng(style, _restore(masked, spans) if spans else masked)  # seeded by the line as written
     out = _apply_phrases(masked, style, rng)
     out = _apply_contractions(out, style)
     if not _HEADING.match(out):
         out = _vary_sentences(out, style, rng)
-    return _restore(out, spans)
+    return out
 
 
 def rewrite_text(text: str, style: Style | str = Style.NEUTRAL, custom_prompt: str | None = None) -> str:
     """The offline rewrite of ``text`` (deterministic; keeps line and paragraph structure exactly)."""
     s = style_from_prompt(custom_prompt) if custom_prompt else resolve_style(style)
-    lines = text.splitlines(keepends=True)
+    masked, spans = _protect(text)
+    lines = masked.splitlines(keepends=True)
     out: list[str] = []
     in_fence = False
     for raw in lines:
@@ -337,8 +334,8 @@ def rewrite_text(text: str, style: Style | str = Style.NEUTRAL, custom_prompt: s
         if in_fence or _SKIP_LINE.match(body):
             out.append(raw)
             continue
-        out.append(rewrite_line(body, s) + ending)
-    return "".join(out)
+        out.append(_rewrite_line(body, s, spans) + ending)
+    return _restore("".join(out), spans)
 
 
 class _LocalProvider:

@@ -7,10 +7,11 @@ Facts are normalised so that equivalent spellings compare equal:
   ``"-5"``; both ends of a range (``"10–20%"``) are numbers (``"10%"``, ``"20%"``). Years are numbers.
 - dates: ISO-like strings, ``"2024-03-05"`` (full), ``"2024-03"`` (month and year) or ``"--03-05"``
   (month and day); ambiguous numeric dates such as ``03/05/2024`` are kept as ``"3/5/2024"``.
-- URLs (trailing sentence punctuation removed, scheme and host lower-cased) and e-mail addresses
-  (lower-cased).
-- quoted strings (the inner text of ``"..."``, ``“...”`` and ``«...»``, whitespace collapsed, trailing
-  punctuation dropped).
+- URLs (scheme and host lower-cased), e-mail addresses (lower-cased) and quoted strings (the text between
+  the marks, whitespace collapsed, trailing punctuation dropped): exactly the spans of these kinds that
+  masking protects, found by the same detector (:func:`humanizer.spans.fact_spans`: also those inside
+  another protected span, such as a URL in a quotation), on the text as written; the values are compared
+  in NFKC form with ``’`` read as ``'``.
 - capitalised names: runs of capitalised words (``"World Health Organization"``, ``"Ada Lovelace"``,
   ``"University of Oxford"``) and single capitalised words that are not at the start of a sentence.
   A single word at a sentence start is ambiguous ("Researchers found ...") and is not a fact unless it
@@ -34,10 +35,11 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field, PrivateAttr
 
+from humanizer.spans import fact_spans
+
 CATEGORIES: tuple[str, ...] = ("numbers", "dates", "urls", "emails", "quotes", "names")
 
 MAX_NAME_WORDS = 6
-MAX_QUOTE_CHARS = 1000
 
 # ---------------------------------------------------------------------------------------------
 # Model
@@ -141,12 +143,6 @@ SPELLED_NUMBERS: dict[str, str] = {
 # ---------------------------------------------------------------------------------------------
 # Regular expressions
 
-_TRAILING_URL_PUNCT = ".,;:!?'\"”’»…"
-_URL = re.compile(r"(?i)\b(?:https?://|ftp://|www\.)[^\s<>\"“”«»⟦⟧]+")
-_EMAIL = re.compile(r"(?i)(?<![\w.+-])[a-z0-9][\w.+-]*@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9-]+)+")
-_Q = f"{{0,{MAX_QUOTE_CHARS}}}?"
-_QUOTE = re.compile(rf'"(?P<a>[^"\n]{_Q})"|“(?P<b>[^“”\n]{_Q})”|«(?P<c>[^«»\n]{_Q})»')
-
 _MONTH_ALT = (
     r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
     r"|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)"
@@ -233,35 +229,29 @@ class Analysis:
 
 def analyse(text: str) -> Analysis:
     """Extract facts and presence evidence from ``text``."""
-    norm = unicodedata.normalize("NFKC", text).replace("’", "'")
     surface: dict[str, dict[str, str]] = {c: {} for c in CATEGORIES}
 
     def add(category: str, value: str, raw: str) -> None:
         if value and value not in surface[category]:
             surface[category][value] = " ".join(raw.split())
 
-    # URLs and e-mails first; masked so their digits and words are not counted again.
-    spans: list[tuple[int, int]] = []
-    for m in _URL.finditer(norm):
-        raw = _trim_url(m.group(0))
-        if len(raw) > 4:
-            add("urls", _normalize_url(raw), raw)
-            spans.append((m.start(), m.start() + len(raw)))
-    in_url = bytearray(len(norm))
-    for start, end in spans:
-        in_url[start:end] = b"\x01" * (end - start)
-    for m in _EMAIL.finditer(norm):
-        if not in_url[m.start()]:
-            add("emails", m.group(0).lower(), m.group(0))
-            spans.append(m.span())
-    masked = _mask(norm, spans)
-
-    for m in _QUOTE.finditer(norm):
-        inner = m.group("a") or m.group("b") or m.group("c") or ""  # may be empty: ""
-        # Trailing punctuation may sit inside or outside the marks ("days." / "days".): not compared.
-        value = " ".join(inner.split()).rstrip(".,;:!?…").rstrip()
-        if value and any(ch.isalnum() for ch in value):
+    # URLs, e-mails and quotations: the spans masking protects. URLs and e-mails are then masked so that
+    # their digits and words are not counted again.
+    url_spans: list[tuple[int, int]] = []
+    for span in fact_spans(text):
+        if span.kind == "quote":
+            # Trailing punctuation may sit inside or outside the marks ("days." / "days".): not compared.
+            value = " ".join(_nfkc(span.inner(text)).split()).rstrip(".,;:!?…").rstrip()
             add("quotes", value, value)
+            continue
+        raw = span.text(text)
+        if span.kind == "url":
+            add("urls", _normalize_url(_nfkc(raw)), raw)
+        else:
+            add("emails", _nfkc(raw).lower(), raw)
+        url_spans.append((span.start, span.end))
+    norm = _nfkc(text)
+    masked = _nfkc(_mask(text, url_spans))
 
     masked = _extract_dates(masked, lambda v, raw: add("dates", v, raw))
     _extract_numbers(masked, lambda v, raw: add("numbers", v, raw))
@@ -319,6 +309,10 @@ def extract_facts(text: str) -> Facts:
 # Helpers
 
 
+def _nfkc(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).replace("’", "'")
+
+
 def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     if not spans:
         return text
@@ -332,23 +326,6 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
         pos = end
     out.append(text[pos:])
     return "".join(out)
-
-
-def _trim_url(url: str) -> str:
-    """Drop trailing sentence punctuation, and a closing bracket that has no opening one in the URL."""
-    while url:
-        last = url[-1]
-        if last in _TRAILING_URL_PUNCT:
-            url = url[:-1]
-        elif last in ")]}":
-            opening = {")": "(", "]": "[", "}": "{"}[last]
-            if url.count(opening) < url.count(last):
-                url = url[:-1]
-            else:
-                break
-        else:
-            break
-    return url
 
 
 def _normalize_url(url: str) -> str:
