@@ -35,6 +35,7 @@ from celery import Task
 from celery.signals import worker_process_shutdown, worker_ready
 
 from humanizer import metrics
+from humanizer.broker import app
 from humanizer.chunking import PlaceholderError, count_tokens, mask, unmask
 from humanizer.chunking.sentences import split_in_two
 from humanizer.config import Settings, get_settings
@@ -54,7 +55,6 @@ from humanizer.providers.targets import PRIMARY, counts_for_breaker, falls_over,
 from humanizer.ratelimit import Limits, RateLimiter
 from humanizer.redis_client import get_redis
 from humanizer.worker import chunk_cache, second_pass
-from humanizer.worker.celery_app import app
 from humanizer.worker.engine import CallEngine, get_engine
 from humanizer.worker.retry_policy import retry_countdown
 from humanizer.worker.writer import get_writer
