@@ -107,7 +107,7 @@ def run(
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="write the result here")] = None,
     verify: Annotated[bool, job_option("verify", help="run the verification step")] = True,
     chunk_tokens: Annotated[int | None, job_option("chunk_max_tokens", "--chunk-tokens")] = None,
-    context_chars: Annotated[int | None, job_option("context_chars", show_default=False)] = None,
+    context_chars: Annotated[int, job_option("context_chars")] = 0,
     passthrough: Annotated[bool, job_option("passthrough_structures", "--passthrough/--no-passthrough")] = True,
     priority: Annotated[str, job_option("priority")] = "normal",
     token_budget: Annotated[int | None, job_option("token_budget")] = None,

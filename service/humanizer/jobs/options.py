@@ -19,6 +19,8 @@ them for every other caller with a one-line ``SubmissionError`` that names the c
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -156,9 +158,15 @@ def options_from_spec(spec: Any) -> dict[str, Any]:
     return values
 
 
+@functools.cache
+def option_schema(name: str) -> dict[str, Any]:
+    """The JSON schema of option ``name`` (a copy)."""
+    return copy.deepcopy(JobOptions.model_json_schema()["properties"][name])
+
+
 def limits_text(name: str) -> str:
     """The limits or choices of option ``name`` in words, from its schema ("16 to 32000", "high, normal or low")."""
-    schema = JobOptions.model_json_schema()["properties"][name]
+    schema = option_schema(name)
     variant = next((v for v in schema.get("anyOf", [schema]) if v.get("type") != "null"), schema)
     if variant.get("type") == "array":
         variant = variant.get("items", {})
