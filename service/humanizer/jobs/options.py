@@ -175,12 +175,13 @@ def limits_text(name: str) -> str:
         return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
     low = variant.get("minimum", variant.get("exclusiveMinimum"))
     high = variant.get("maximum")
-    if low is None and high is None:
-        return ""
-    def fmt(v: float) -> str:
-        return str(int(v)) if float(v).is_integer() else f"{v:g}"
-
     above = "more than " if "exclusiveMinimum" in variant else ""
-    if high is None:
-        return f"{above or 'at least '}{fmt(low)}"
-    return f"{above}{fmt(low)} to {fmt(high)}" if low is not None else f"at most {fmt(high)}"
+    if low is not None and high is not None:
+        return f"{above}{_number(low)} to {_number(high)}"
+    if low is not None:
+        return f"{above or 'at least '}{_number(low)}"
+    return f"at most {_number(high)}" if high is not None else ""
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
