@@ -11,9 +11,9 @@ from typing import Any
 
 import kopf
 
+from humanizer.broker import configure_app
 from humanizer.config import get_settings
 from humanizer.logging import configure_logging
-from humanizer.worker.celery_app import configure_app
 from humanizer_operator import k8s, metrics
 from humanizer_operator.handlers import autoscale, deletion, jobs, lifecycle, progress  # noqa: F401  (registration)
 from humanizer_operator.settings import get_operator_settings

@@ -9,34 +9,64 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from humanizer.config import Settings, get_settings
-from humanizer.jobs.models import JobView
+from humanizer.jobs.models import JobRequest, JobView
+from humanizer.jobs.options import JobOptions, limits_text
 from humanizer.jobs.store import JobNotFound
 from humanizer.logging import configure_logging
 from humanizer.redis_client import RedisUnavailable
+from humanizer.terminal import console, follow, print_report, print_summary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 dlq_app = typer.Typer(no_args_is_help=True, help="List, inspect and replay dead letters.")
 app.add_typer(dlq_app, name="dead-letters")
-console = Console(stderr=True)
 out = Console()
 
+#: The CLI's job options: parameter name → its ``JobOptions`` field (jobs/options.py), where the names differ.
+#: ``job_option`` takes each option's help and limits from the model, and the commands build the model
+#: (``job_request``), so its limits are the CLI's; tests/unit/test_options_model.py checks they agree.
+OPTION_FIELDS = {
+    "prompt": "custom_prompt",
+    "chunk_tokens": "chunk_max_tokens",
+    "passthrough": "passthrough_structures",
+}
+#: list options given as one comma-separated value
+LIST_OPTIONS = ("fallback", "fallback_also_on")
 
-SECOND_PASS_HELP = (
-    "one more call, naming what to fix, for a chunk whose rewrite dropped a fact or reads machine-written "
-    "(default: HUMANIZER_SECOND_PASS, on for the openai provider)"
-)
+
+def job_option(name: str, *flags: str, help: str | None = None, **kwargs: Any) -> Any:
+    """A typer option for the ``JobOptions`` field ``name``: its description (or ``help``) and its limits."""
+    text = help or JobOptions.model_fields[name].description or name
+    limits = limits_text(name)
+    if name in LIST_OPTIONS:
+        text += ", comma-separated"
+        limits = f"each {limits}" if limits else ""
+    return typer.Option(*flags, help=f"{text} ({limits})" if limits else text, **kwargs)
+
+
+def job_request(**params: Any) -> JobRequest:
+    """The ``JobRequest`` of a command's parameters (CLI names; ``None``: the default), or a one-line error
+    naming the option (exit 2)."""
+    values: dict[str, Any] = {}
+    for param, value in params.items():
+        name = OPTION_FIELDS.get(param, param)
+        if name in LIST_OPTIONS and isinstance(value, str):
+            value = [n.strip() for n in value.split(",") if n.strip()]
+        if value is not None:
+            values[name] = value
+    try:
+        return JobRequest(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        param = next((p for p, f in OPTION_FIELDS.items() if f == field), field)
+        where = "--" + param.replace("_", "-") if param else ""
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        raise fail(f"{where}: {message}" if where and field in JobOptions.model_fields else message, 2) from None
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -65,103 +95,31 @@ def read_document(path: Path, max_bytes: int) -> str:
     return text
 
 
-def follow(job_id: str, quiet: bool = False) -> JobView:
-    """Show a live progress bar (chunks done/total, rate, ETA) until the job ends."""
-    from humanizer.orchestration import OrchestrationService
-
-    svc = OrchestrationService()
-    if quiet:
-        return svc.wait(job_id)
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    started = time.monotonic()
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("rewriting", total=None, rate="")
-
-        def update(view: JobView) -> None:
-            done = view.progress.completed + view.progress.failed
-            elapsed = max(1e-6, time.monotonic() - started)
-            progress.update(
-                task,
-                total=view.progress.total or None,
-                completed=done,
-                description=view.phase or view.status.value.lower(),
-                rate=f"{done / elapsed:5.1f} chunks/s",
-            )
-
-        view = svc.wait(job_id, on_update=update)
-        update(view)
-    return view
-
-
-def print_summary(view: JobView, seconds: float) -> None:
-    p = view.progress
-    console.print(
-        f"[bold]{view.status.value}[/] job {view.job_id}: {p.completed}/{p.total} chunks, "
-        f"{p.failed} failed, {view.retries} retries, {seconds:.1f} s, "
-        f"tokens in/out {view.tokens_in:,}/{view.tokens_out:,}, provider {view.provider}"
-        + (f" ({view.model})" if view.model else "")
-        + (f", AI-tell score {view.ai_tell_score.before:.1f} → {view.ai_tell_score.after:.1f}"
-           if view.ai_tell_score else "")
-        + (f", second passes {view.second_pass.calls} ({view.second_pass.kept} kept, "
-           f"{view.second_pass.over_budget} over budget)" if view.second_pass else ""),
-        highlight=False,
-    )
-    for line in target_lines(view):
-        console.print(line, highlight=False)
-    if view.error:
-        console.print(f"[red]{view.error}[/]", highlight=False)
-
-
-def target_lines(view: JobView) -> list[str]:
-    """One line per target of the job's fallback chain (none for a job without fallback targets)."""
-    lines = []
-    for t in view.targets or []:
-        errors = ", ".join(f"{n} {k}" for k, n in t.errors.items()) or "no errors"
-        latency = f"{t.latency_seconds:.3f} s/call" if t.latency_seconds is not None else "no calls"
-        lines.append(
-            f"  target {t.name} ({t.provider}{'/' + t.model if t.model else ''}): {t.chunks} chunks, {t.calls} calls, "
-            f"{errors}, {t.skipped} skipped (breaker open), {t.fallovers} fell over, tokens in/out "
-            f"{t.tokens_in:,}/{t.tokens_out:,}, ${t.cost_usd:.4f}, {latency}"
-            + (f", {t.second_passes} second passes" if t.second_passes else "")
-        )
-    return lines
-
-
-def print_report(view: JobView) -> None:
-    if not view.verification:
-        return
-    from humanizer.verification import VerificationReport, render_report
-
-    console.print(render_report(VerificationReport.model_validate(view.verification)))
-
-
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="UTF-8 text or markdown file to rewrite")],
-    style: Annotated[str | None, typer.Option(help="neutral, casual, professional or academic")] = None,
-    prompt: Annotated[str | None, typer.Option(help="custom instructions instead of a style")] = None,
-    provider: Annotated[str | None, typer.Option(help="offline (default), openai or echo")] = None,
-    model: Annotated[str | None, typer.Option(help="model name for the openai provider")] = None,
+    style: Annotated[str | None, job_option("style")] = None,
+    prompt: Annotated[str | None, job_option("custom_prompt", "--prompt")] = None,
+    provider: Annotated[str | None, job_option("provider", help="the provider (default HUMANIZER_PROVIDER)")] = None,
+    model: Annotated[str | None, job_option("model", help="model name for the openai provider")] = None,
+    temperature: Annotated[float | None, job_option("temperature")] = None,
+    max_tokens: Annotated[int | None, job_option("max_tokens")] = None,
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="write the result here")] = None,
-    verify: Annotated[bool, typer.Option(help="run the verification step")] = True,
-    chunk_tokens: Annotated[int | None, typer.Option(help="token budget per chunk")] = None,
-    priority: Annotated[str, typer.Option(help="high, normal or low")] = "normal",
+    verify: Annotated[bool, job_option("verify", help="run the verification step")] = True,
+    chunk_tokens: Annotated[int | None, job_option("chunk_max_tokens", "--chunk-tokens")] = None,
+    context_chars: Annotated[int, job_option("context_chars")] = 0,
+    passthrough: Annotated[bool, job_option("passthrough_structures", "--passthrough/--no-passthrough")] = True,
+    priority: Annotated[str, job_option("priority")] = "normal",
+    token_budget: Annotated[int | None, job_option("token_budget")] = None,
+    max_cost_usd: Annotated[float | None, job_option("max_cost_usd")] = None,
     fallback: Annotated[
         str | None,
-        typer.Option(help="fallback targets by name, comma-separated, in order ('' for none; default: all of "
-                     "HUMANIZER_FALLBACK_TARGETS)"),
+        job_option("fallback", help="fallback targets by name, in order ('' for none; default: all of "
+                   "HUMANIZER_FALLBACK_TARGETS)"),
     ] = None,
+    fallback_also_on: Annotated[str | None, job_option("fallback_also_on")] = None,
     second_pass: Annotated[
-        bool | None, typer.Option("--second-pass/--no-second-pass", help=SECOND_PASS_HELP, show_default=False)
+        bool | None, job_option("second_pass", "--second-pass/--no-second-pass", show_default=False)
     ] = None,
     local: Annotated[
         int, typer.Option(help="start an embedded Redis and this many local workers for the run (0: use REDIS_*)")
@@ -172,16 +130,12 @@ def run(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     text = read_document(file, settings.max_document_bytes)
-    from humanizer.jobs.models import JobRequest
-
-    try:
-        req = JobRequest(
-            text=text, style=style, custom_prompt=prompt, provider=provider, model=model,
-            chunk_max_tokens=chunk_tokens, verify=verify, priority=priority, second_pass=second_pass,
-            fallback=None if fallback is None else [n.strip() for n in fallback.split(",") if n.strip()],
-        )
-    except ValueError as exc:
-        raise fail(str(exc).splitlines()[0], 2) from None
+    req = job_request(
+        text=text, style=style, prompt=prompt, provider=provider, model=model, temperature=temperature,
+        max_tokens=max_tokens, verify=verify, chunk_tokens=chunk_tokens, context_chars=context_chars,
+        passthrough=passthrough, priority=priority, token_budget=token_budget,
+        max_cost_usd=max_cost_usd, fallback=fallback, fallback_also_on=fallback_also_on, second_pass=second_pass,
+    )
     if local:
         from humanizer.local.stack import LocalStack
 
@@ -193,11 +147,9 @@ def run(
     raise typer.Exit(0 if view.status.value == "SUCCESS" else 1)
 
 
-def _submit_and_follow(req: object, quiet: bool) -> JobView:
-    from humanizer.jobs.models import JobRequest
+def _submit_and_follow(req: JobRequest, quiet: bool) -> JobView:
     from humanizer.jobs.submit import SubmissionError, submit_job
 
-    assert isinstance(req, JobRequest)
     started = time.monotonic()
     try:
         job = submit_job(req)
@@ -270,8 +222,8 @@ def worker(
     except ValueError as exc:
         raise fail(f"--queues: {exc}", 2) from None
     configure_logging(loglevel or settings.log_level, settings.log_format)
+    from humanizer.broker import configure_app
     from humanizer.worker import heartbeat
-    from humanizer.worker.celery_app import configure_app
 
     celery = configure_app(settings)
     heartbeat.install(celery)  # HUMANIZER_WORKER_HEARTBEAT_FILE: the file the chart's probes check
@@ -389,13 +341,13 @@ def tells(
 @app.command("eval")
 def eval_(
     directory: Annotated[Path, typer.Argument(help="a folder of documents (*.md, *.markdown, *.txt)")],
-    style: Annotated[str | None, typer.Option(help="neutral, casual, professional or academic")] = None,
-    prompt: Annotated[str | None, typer.Option(help="custom instructions instead of a style")] = None,
-    provider: Annotated[str | None, typer.Option(help="offline, openai or echo (default HUMANIZER_PROVIDER)")] = None,
-    model: Annotated[str | None, typer.Option(help="model name for the openai provider")] = None,
-    chunk_tokens: Annotated[int | None, typer.Option(help="token budget per chunk")] = None,
+    style: Annotated[str | None, job_option("style")] = None,
+    prompt: Annotated[str | None, job_option("custom_prompt", "--prompt")] = None,
+    provider: Annotated[str | None, job_option("provider", help="the provider (default HUMANIZER_PROVIDER)")] = None,
+    model: Annotated[str | None, job_option("model", help="model name for the openai provider")] = None,
+    chunk_tokens: Annotated[int | None, job_option("chunk_max_tokens", "--chunk-tokens")] = None,
     second_pass: Annotated[
-        bool | None, typer.Option("--second-pass/--no-second-pass", help=SECOND_PASS_HELP, show_default=False)
+        bool | None, job_option("second_pass", "--second-pass/--no-second-pass", show_default=False)
     ] = None,
     glob: Annotated[list[str] | None, typer.Option(help="only files matching this glob (repeatable)")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="also write each rewritten document here")] = None,
@@ -419,16 +371,9 @@ def eval_(
         raise fail(f"{directory}: no documents (*.md, *.markdown, *.txt" + (f" or {', '.join(glob)}" if glob else "")
                    + ")", 2)
     documents = [(p.name, read_document(p, settings.max_document_bytes)) for p in paths]
-    options = {k: v for k, v in {
-        "style": style, "custom_prompt": prompt, "provider": provider, "model": model,
-        "chunk_max_tokens": chunk_tokens, "second_pass": second_pass,
-    }.items() if v is not None}
-    try:
-        from humanizer.jobs.models import JobRequest
-
-        JobRequest(text="x", **options)
-    except ValueError as exc:
-        raise fail(str(exc).splitlines()[0], 2) from None
+    checked = job_request(text="x", style=style, prompt=prompt, provider=provider, model=model,
+                          chunk_tokens=chunk_tokens, second_pass=second_pass)
+    options = checked.model_dump(include=set(JobOptions.model_fields), exclude_unset=True)
 
     def submitted(name: str, job_id: str, chunks: int) -> None:
         console.print(f"{name}: job [bold]{job_id}[/], {chunks} chunks", highlight=False)
@@ -517,10 +462,10 @@ def submit(
     file: Annotated[Path, typer.Argument(help="UTF-8 text or markdown file to rewrite")],
     api_url: Annotated[str, typer.Option("--api", help="base URL of the Humanizer API", envvar="HUMANIZER_API_URL")],
     token: Annotated[str | None, typer.Option(help="bearer token", envvar="HUMANIZER_API_TOKEN")] = None,
-    style: Annotated[str | None, typer.Option()] = None,
-    prompt: Annotated[str | None, typer.Option(help="custom instructions instead of a style")] = None,
-    priority: Annotated[str, typer.Option(help="high, normal or low")] = "normal",
-    verify: Annotated[bool, typer.Option()] = True,
+    style: Annotated[str | None, job_option("style")] = None,
+    prompt: Annotated[str | None, job_option("custom_prompt", "--prompt")] = None,
+    priority: Annotated[str, job_option("priority")] = "normal",
+    verify: Annotated[bool, job_option("verify")] = True,
     out_path: Annotated[Path | None, typer.Option("--out", "-o")] = None,
 ) -> None:
     """Submit FILE through the HTTP API and follow its progress over server-sent events."""
@@ -529,7 +474,8 @@ def submit(
     from humanizer.api.client import ApiError, submit_via_api
 
     settings = get_settings()
-    read_document(file, settings.max_document_bytes)  # same one-line errors as `run`
+    text = read_document(file, settings.max_document_bytes)  # same one-line errors as `run`
+    job_request(text=text, style=style, prompt=prompt, priority=priority, verify=verify)
     try:
         updates = submit_via_api(file, api_url, token, style=style, custom_prompt=prompt, verify=verify,
                                  priority=priority)

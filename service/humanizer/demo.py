@@ -17,11 +17,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from humanizer.cli import follow, print_report, print_summary
 from humanizer.jobs.models import JobRequest, JobStatus
 from humanizer.jobs.submit import submit_job
 from humanizer.local.stack import LocalStack
 from humanizer.logging import configure_logging
+from humanizer.terminal import follow, print_report, print_summary
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "remote-work-report.md"
 console = Console(stderr=True)

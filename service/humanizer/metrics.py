@@ -383,27 +383,6 @@ def queue_wait_seconds(request: Any, now: float | None = None) -> float | None:
     return max(0.0, (now or time.time()) - start)
 
 
-# ---- gauges read from Redis (API /metrics, autoscaler) ------------------------------------------
-def refresh_queue_gauges(client: Any, queues: Iterable[str] = ("humanize", "control"), prefix: str = "hz") -> None:
-    """Set the queue-depth (per queue and priority step), unacked and dead-letter gauges from Redis (queues
-    by logical name: the label)."""
-    from humanizer.config import broker_key_prefix_for, queue_name_for
-    from humanizer.monitoring.queues import queue_depth_by_priority, unacked_count
-
-    broker = broker_key_prefix_for(prefix)
-    for queue in queues:
-        depths = queue_depth_by_priority(client, queue_name_for(prefix, queue), key_prefix=broker)
-        for step, depth in depths.items():
-            QUEUE_DEPTH.labels(queue, str(step)).set(depth)
-    QUEUE_UNACKED.set(unacked_count(client, key_prefix=broker))
-    DEAD_LETTERS_PENDING.set(int(client.zcard(f"{prefix}:dlq:index")))
-    from humanizer.jobs.scheduler import Scheduler
-
-    snapshot = Scheduler(client, prefix).snapshot()
-    SCHEDULER_HELD.set(snapshot["held_chunks"])
-    SCHEDULER_WINDOW.set(snapshot["window"])
-
-
 # ---- the workers' own /metrics ------------------------------------------------------------------
 def worker_metrics_port() -> int | None:
     """``MONITORING_PROMETHEUS_PORT`` (unset, empty or 0: no metrics server)."""

@@ -22,10 +22,10 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from humanizer.broker import configure_app
 from humanizer.config import get_settings, reset_settings_cache
 from humanizer.jobs.store import JobStore
 from humanizer.monitoring.queues import held_messages
-from humanizer.worker.celery_app import configure_app
 
 from .conftest import Cluster
 from .helpers import Kubectl, wait_until

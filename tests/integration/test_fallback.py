@@ -26,7 +26,6 @@ from humanizer.api.app import create_app
 from humanizer.api.routes.jobs import job_out
 from humanizer.api.settings import ApiSettings
 from humanizer.api.testing import free_port, serve_in_thread
-from humanizer.cli import target_lines
 from humanizer.config import get_settings
 from humanizer.fake_llm.server import text_hash
 from humanizer.fake_llm.testing import start_fake_llm_process
@@ -35,6 +34,7 @@ from humanizer.jobs.models import JobStatus, JobView
 from humanizer.local.redis_server import RedisServer
 from humanizer.orchestration import OrchestrationService
 from humanizer.providers.breaker import CLOSED, HALF_OPEN, OPEN, BreakerConfig, CircuitBreaker
+from humanizer.terminal import target_lines
 from tests.integration.conftest import FAKE_KEY, markers_in, numbered_document, poll_until
 
 pytestmark = pytest.mark.integration

@@ -19,11 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from humanizer.api.app import create_app
 from humanizer.api.settings import ApiSettings
 from humanizer.api.testing import free_port, serve_in_thread
+from humanizer.broker import configure_app
 from humanizer.config import get_settings
 from humanizer.jobs.models import JobStatus
 from humanizer.local.stack import LocalStack
 from humanizer.orchestration import OrchestrationService
-from humanizer.worker.celery_app import configure_app
 from tests.integration.conftest import FAKE_KEY
 
 pytestmark = pytest.mark.integration

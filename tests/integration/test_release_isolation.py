@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from humanizer.broker import configure_app
 from humanizer.config import Settings, get_settings, reset_settings_cache
 from humanizer.jobs.models import JobStatus
 from humanizer.local.redis_server import RedisServer
@@ -22,7 +23,6 @@ from humanizer.local.workers import WorkerPool
 from humanizer.monitoring.queues import queue_depth
 from humanizer.monitoring.service import MonitoringService
 from humanizer.orchestration import OrchestrationService
-from humanizer.worker.celery_app import configure_app
 from tests.integration.conftest import markers_in, numbered_document
 
 pytestmark = pytest.mark.integration

@@ -101,7 +101,7 @@ def test_every_prompt_lists_the_catalogue_phrases_to_avoid(style: str, custom: s
 
 
 def test_cache_keys_change_with_the_prompt_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    from humanizer.worker import chunk_cache
+    from humanizer.jobs import chunk_cache
 
     meta, chunk = {"provider": "openai", "model": "m", "style": "casual"}, {"text": "Hello."}
     before = chunk_cache.cache_key("hz", meta, chunk)

@@ -64,7 +64,7 @@ def test_broker_sockets_have_timeouts() -> None:
     """A blocking broker socket can hang a worker's first connect for good (redis-py's connection check
     peeks with a blocking recv): every broker socket operation is bounded, and below the visibility
     timeout."""
-    from humanizer.worker.celery_app import celery_config
+    from humanizer.broker import celery_config
 
     settings = Settings()
     options = celery_config(settings)["broker_transport_options"]
@@ -89,7 +89,7 @@ def test_queue_names_follow_the_key_prefix() -> None:
 
 
 def test_celery_config_of_a_prefixed_release() -> None:
-    from humanizer.worker.celery_app import celery_config
+    from humanizer.broker import celery_config
 
     conf = celery_config(Settings(_env_file=None, key_prefix="blue"))  # type: ignore[call-arg]
     assert conf["broker_transport_options"]["global_keyprefix"] == "blue:"  # type: ignore[index]

@@ -18,7 +18,7 @@ STORE_LAYER = {
     "service/humanizer/jobs/store.py",
     "service/humanizer/jobs/deadletters.py",
     "service/humanizer/jobs/scheduler.py",
-    "service/humanizer/worker/chunk_cache.py",
+    "service/humanizer/jobs/chunk_cache.py",
     "service/humanizer/monitoring/throughput.py",
 }
 RAW_CLIENT = re.compile(r"\bstore\.r\b")  # store.r / self.store.r

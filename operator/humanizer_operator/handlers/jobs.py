@@ -15,6 +15,7 @@ import kopf
 from pydantic import ValidationError
 
 from humanizer.jobs.models import JobRequest
+from humanizer.jobs.options import options_from_spec
 from humanizer.jobs.store import JobExists, JobNotFound
 from humanizer.jobs.submit import SubmissionError, submit_job
 from humanizer.metrics import count_job_submitted
@@ -71,30 +72,8 @@ def read_input(spec: Any, namespace: str) -> str:
 
 
 def build_request(spec: Any, text: str, job_id: str) -> JobRequest:
-    """spec → JobRequest (the same model the HTTP API validates)."""
-    model = spec.get("model") or {}
-    chunking = spec.get("chunking") or {}
-    limits = spec.get("limits") or {}
-    return JobRequest(
-        text=text,
-        style=spec.get("style"),
-        custom_prompt=spec.get("customPrompt"),
-        provider=model.get("provider"),
-        model=model.get("name"),
-        temperature=model.get("temperature"),
-        max_tokens=model.get("maxTokens"),
-        chunk_max_tokens=chunking.get("maxTokens"),
-        context_chars=chunking.get("contextChars", 0),
-        passthrough_structures=chunking.get("passthroughStructures", True),
-        verify=(spec.get("verification") or {}).get("enabled", True),
-        priority=spec.get("priority", "normal"),
-        token_budget=limits.get("tokenBudget"),
-        max_cost_usd=limits.get("maxCostUSD"),
-        fallback=model.get("fallback"),
-        fallback_also_on=model.get("fallbackAlsoOn"),
-        second_pass=(spec.get("secondPass") or {}).get("enabled"),
-        job_id=job_id,
-    )
+    """spec → JobRequest (the same model the HTTP API validates; the spec's fields: ``SPEC_PATHS``)."""
+    return JobRequest(text=text, job_id=job_id, **options_from_spec(spec))
 
 
 def style_of(spec: Any) -> str:

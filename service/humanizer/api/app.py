@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     api_settings = api_settings or get_api_settings()
     api_settings.check()
 
-    from humanizer.worker.celery_app import configure_app
+    from humanizer.broker import configure_app
 
     configure_app(settings)  # submissions and replays send their chords to this Redis
 

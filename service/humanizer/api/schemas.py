@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from humanizer.jobs.deadletters import DeadLetter
 from humanizer.jobs.models import JobRequest, JobStatus, SecondPassFigures, TargetFigures, TellScores
+from humanizer.jobs.options import CHOICE_FIELDS, choice_of
 
 #: Text the API accepts: not only whitespace, no NUL byte (what ``jobs.submit.validate_text`` refuses).
 TEXT_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
-Style = Literal["neutral", "casual", "professional", "academic"]
-ProviderName = Literal["offline", "openai", "echo"]
 
 
-class JobCreate(BaseModel):
+class JobCreate(JobRequest):
     """A document (``text``) or pre-split ``chunks``, with the style (or a custom prompt) and model options."""
 
-    # exactly one of text and chunks, as the schema says (``oneOf``) and the model checks (``JobRequest``)
+    # JobRequest (its options: JobOptions, jobs/options.py) as HTTP takes it: no unknown fields, text with a
+    # non-space character, at least one chunk, exactly one of text and chunks in the schema too (oneOf), and
+    # choices (style, provider, error kinds) refused at once, as the schema's enums say
     model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
         {"required": ["text"], "properties": {"text": {"type": "string"}}},
         {"required": ["chunks"], "properties": {"chunks": {"type": "array"}}},
@@ -28,34 +29,6 @@ class JobCreate(BaseModel):
     chunks: list[Annotated[str, Field(pattern=TEXT_PATTERN)]] | None = Field(
         None, min_length=1, description="pre-split chunks (at least one); the result joins them with blank lines"
     )
-    style: Style | None = Field(None, description="the register of the rewrite")
-    custom_prompt: str | None = Field(None, max_length=4000, description="instructions instead of a style")
-    provider: ProviderName | None = Field(None, description="the provider (default: the server's)")
-    model: str | None = Field(None, max_length=128)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(None, ge=1, le=128_000)
-    chunk_max_tokens: int | None = Field(None, ge=16, le=32_000, description="token budget per chunk")
-    passthrough_structures: bool = Field(True, description="keep code blocks, tables and the like unchanged")
-    context_chars: int = Field(0, ge=0, le=2000, description="characters of neighbouring text given as context")
-    verify: bool = Field(True, description="check that the rewrite kept meaning and facts")
-    priority: Literal["high", "normal", "low"] = Field("normal", description="queue priority")
-    token_budget: int | None = Field(None, ge=1, le=10**12, description="stop the job once it used this many tokens")
-    max_cost_usd: float | None = Field(None, gt=0, le=1e6, description="stop the job once it cost this much (USD)")
-    fallback: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]] | None = Field(
-        None, max_length=16,
-        description="fallback targets by name (configured in HUMANIZER_FALLBACK_TARGETS), tried in this order after "
-        "the job's own provider and model; omitted: all configured ones; []: none",
-    )
-    fallback_also_on: list[Literal["auth", "permission", "quota_exhausted", "content_policy", "not_found"]] | None = (
-        Field(None, max_length=5, description="error kinds that also fall over (by default they never do); "
-              "omitted: HUMANIZER_FALLBACK_ALSO_ON")
-    )
-    second_pass: bool | None = Field(
-        None, description="one more call, naming what to fix, for a chunk whose rewrite dropped a fact or still "
-        "reads machine-written (default: HUMANIZER_SECOND_PASS, on for model providers)",
-    )
-    job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
-                               description="choose the job id (optional)")
 
     @model_validator(mode="before")
     @classmethod
@@ -72,6 +45,16 @@ class JobCreate(BaseModel):
             if isinstance(chunk, str):
                 _check_utf8(chunk, f"chunks[{i}]")
         return data
+
+    @field_validator(*CHOICE_FIELDS)
+    @classmethod
+    def _a_choice(cls, value: Any, info: ValidationInfo) -> Any:
+        """A value of the field's enum (``submit_job`` checks the same for the other callers, later)."""
+        choice = choice_of(cls.model_fields[str(info.field_name)])
+        for item in value if isinstance(value, list) else [value]:
+            if choice is not None and item is not None and item not in choice.values:
+                raise ValueError(f"unknown {choice.name}; choose one of: {', '.join(choice.values)}")
+        return value
 
     def to_request(self) -> JobRequest:
         return JobRequest(**self.model_dump())

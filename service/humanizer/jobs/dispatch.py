@@ -4,9 +4,9 @@ The chunks are cut into batches of ``HUMANIZER_BATCH_SIZE`` consecutive indices,
 is a few hundred messages instead of thousands, and a worker runs a batch's provider calls at once on its
 event loop. The batches are *held* by the scheduler and released to the chunk queue a window at a time,
 fairly across jobs; the batch that reports back last sends ``merge`` (:func:`batch_finished`). Tasks are
-addressed by name, so callers (API, CLI, operator) need not import the worker code. Task arguments are
-``(job_id, indices)`` only; task ids are deterministic (``<job>:<first index>`` plus a round suffix on
-re-drives).
+sent by name (``humanizer.broker.send``), so callers (API, CLI, operator) need not import the worker code.
+Task arguments are ``(job_id, indices)`` only; task ids are deterministic (``<job>:<first index>`` plus a
+round suffix on re-drives).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from humanizer import broker
 from humanizer.config import Settings, get_settings
 from humanizer.jobs.scheduler import CELERY_LEVELS, Release, Scheduler
 from humanizer.redis_client import get_redis
-from humanizer.worker.celery_app import app, chunk_queue, control_queue
 
 #: Celery priority per job priority. On Redis, 0 is served first; kombu keeps one list per step.
 PRIORITIES = CELERY_LEVELS
@@ -58,21 +58,15 @@ def _scheduler(
 
 
 def send_merge(job_id: str, round_: int) -> None:
-    app.signature(
-        "humanizer.merge", args=(job_id,), immutable=True, queue=control_queue(), priority=CONTROL_PRIORITY
-    ).apply_async(task_id=f"{job_id}:merge:{round_}")
+    broker.send("humanizer.merge", (job_id,), queue=broker.control_queue(), priority=CONTROL_PRIORITY,
+                task_id=f"{job_id}:merge:{round_}")
 
 
 def send_released(released: Sequence[Release]) -> None:
-    queue = chunk_queue()
+    queue = broker.chunk_queue()
     for item in released:
-        app.signature(
-            "humanizer.humanize_batch",
-            args=(item.job_id, item.indices),
-            immutable=True,
-            queue=queue,
-            priority=item.level,
-        ).apply_async(task_id=batch_task_id(item.job_id, item.indices[0], item.round_))
+        broker.send("humanizer.humanize_batch", (item.job_id, item.indices), queue=queue, priority=item.level,
+                    task_id=batch_task_id(item.job_id, item.indices[0], item.round_))
 
 
 def release_and_send(scheduler: Scheduler | None = None) -> int:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
+
+from humanizer.jobs.options import JobOptions
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
 
 class JobStatus(StrEnum):
@@ -31,39 +35,15 @@ TERMINAL = frozenset({JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.CANCELLED}
 STOPS_WORK = TERMINAL | {JobStatus.SUSPENDED}
 
 
-class JobRequest(BaseModel):
-    """One request to rewrite a document (``text``) or a list of pre-split ``chunks``."""
+class JobRequest(JobOptions):
+    """One request to rewrite a document (``text``) or a list of pre-split ``chunks``, with its options
+    (``JobOptions``, jobs/options.py: the one declaration of every option and its limits)."""
 
-    text: str | None = None
-    chunks: list[str] | None = None
-    style: str | None = None
-    custom_prompt: str | None = Field(None, max_length=4000)
-    provider: str | None = None
-    model: str | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(None, ge=1, le=128_000)
-    chunk_max_tokens: int | None = Field(None, ge=16, le=32_000)
-    passthrough_structures: bool = True
-    context_chars: int = Field(0, ge=0, le=2000)
-    verify: bool = True
-    priority: Literal["high", "normal", "low"] = "normal"
-    token_budget: int | None = Field(None, ge=1, description="stop the job once it used this many tokens")
-    max_cost_usd: float | None = Field(None, gt=0, description="stop the job once it cost this much")
-    fallback: list[str] | None = Field(
-        None, max_length=16,
-        description="fallback targets (names from HUMANIZER_FALLBACK_TARGETS) tried in this order after the job's "
-        "own provider and model; None: all configured ones, []: none",
+    text: str | None = Field(None, description="the document; it is split into chunks for you")
+    chunks: list[str] | None = Field(
+        None, description="pre-split chunks (at least one); the result joins them with blank lines"
     )
-    fallback_also_on: list[str] | None = Field(
-        None, max_length=8,
-        description="error kinds that also fall over: auth, permission, quota_exhausted, content_policy, "
-        "not_found; None: HUMANIZER_FALLBACK_ALSO_ON",
-    )
-    second_pass: bool | None = Field(
-        None, description="one more call, naming what to fix, for a chunk whose rewrite dropped a fact or reads "
-        "machine-written (None: HUMANIZER_SECOND_PASS, by default on for model providers)",
-    )
-    job_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    job_id: str | None = Field(None, pattern=JOB_ID_PATTERN, description="choose the job id (optional)")
 
     @model_validator(mode="after")
     def _one_input(self) -> JobRequest:

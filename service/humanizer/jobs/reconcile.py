@@ -18,11 +18,11 @@ import socket
 import threading
 from dataclasses import dataclass
 
+from humanizer import broker
 from humanizer.jobs.models import JobStatus
 from humanizer.jobs.replay import redrive
 from humanizer.jobs.store import JobNotFound, JobStore
 from humanizer.logging import get_logger
-from humanizer.worker.celery_app import app, control_queue
 
 log = get_logger("humanizer.reconciler")
 
@@ -50,9 +50,8 @@ def reconcile_once(store: JobStore, stall_seconds: float) -> list[Action]:
         store.touch(job_id)
         if store.result(job_id) is not None:
             round_ = store.next_round(job_id)
-            app.signature("humanizer.verify", args=(job_id,), queue=control_queue(), priority=0).apply_async(
-                task_id=f"{job_id}:verify:r{round_}"
-            )
+            broker.send("humanizer.verify", (job_id,), queue=broker.control_queue(), priority=0,
+                        task_id=f"{job_id}:verify:r{round_}")
             actions.append(Action(job_id, "verify"))
             continue
         missing = redrive(store, job_id)

@@ -155,6 +155,14 @@ redis.call('SET', KEYS[1], string.format('%.4f', value), 'EX', 86400)
 return 1
 """
 
+THROUGHPUT_KEEP_SECONDS = 2 * 3600
+
+
+def throughput_key(prefix: str, kind: str, minute: int) -> str:
+    """The per-minute counter of finished chunks (``kind``: ok or error) at unix minute ``minute``."""
+    return f"{prefix}:stats:chunks:{kind}:{minute}"
+
+
 #: Fields without which a job record cannot be read; ``JobStore.meta`` repairs them (``_REPAIR``).
 REQUIRED_FIELDS = ("status", "total")
 
@@ -631,15 +639,21 @@ class JobStore:
 
     def cached_outputs(self, keys: Mapping[int, str]) -> dict[int, str]:
         """Rewrites of identical chunks kept in the chunk cache, by index (``worker/chunk_cache.py`` keys)."""
-        from humanizer.worker import chunk_cache
+        from humanizer.jobs import chunk_cache
 
         return chunk_cache.get_many(self.r, keys)
 
-    def count_finished(self, ok: int = 0, errors: int = 0) -> None:
-        """Chunks finished (stored or cached / dead-lettered) for ``humanizer monitor``'s throughput."""
-        from humanizer.monitoring import throughput
-
-        throughput.record_chunks(self.r, self.prefix, ok=ok, errors=errors)
+    def count_finished(self, ok: int = 0, errors: int = 0, now: float | None = None) -> None:
+        """Chunks finished (stored or cached / dead-lettered) for ``humanizer monitor``'s throughput
+        (per-minute counters, read by ``monitoring/throughput.py``)."""
+        minute = int((now or time.time()) // 60)
+        pipe = self.r.pipeline(transaction=False)
+        for kind, n in (("ok", ok), ("error", errors)):
+            if n > 0:
+                pipe.incrby(throughput_key(self.prefix, kind, minute), n)
+                pipe.expire(throughput_key(self.prefix, kind, minute), THROUGHPUT_KEEP_SECONDS)
+        if len(pipe):
+            pipe.execute()
 
     def claim(self, name: str, owner: str, seconds: float) -> bool:
         """A lease ``<prefix>:<name>`` for ``seconds`` (SET NX EX): True for the one caller that got it."""

@@ -20,10 +20,10 @@ from humanizer.jobs import lifecycle
 from humanizer.jobs.chunk_codec import chunk_to_dict
 from humanizer.jobs.dispatch import dispatch
 from humanizer.jobs.models import JobRequest
+from humanizer.jobs.options import PROVIDER, STYLE
 from humanizer.jobs.prechunked import chunks_from_list
 from humanizer.jobs.store import JobStore
 from humanizer.logging import get_logger
-from humanizer.providers import PROVIDERS, STYLES
 from humanizer.providers.targets import PRIMARY, parse_also_on
 from humanizer.redis_client import check_redis
 
@@ -36,6 +36,10 @@ ORIGIN_PREFIX = "origin_"
 
 class SubmissionError(ValueError):
     """A request that cannot be accepted; the message is one line, safe to show to the user."""
+
+
+class TooManyChunks(SubmissionError):
+    """The document splits into more chunks than a job may have (``HUMANIZER_MAX_CHUNKS``)."""
 
 
 @dataclass(frozen=True)
@@ -78,12 +82,15 @@ def submit_job(
     ``ns:<namespace>`` and anything else's ``default``.
     """
     s = settings or get_settings()
+    problem = next(req.choice_problems(), None)  # the API refused these already; other callers learn it here
+    if problem is not None:
+        raise SubmissionError(problem)
     style = req.style or s.style
-    if req.custom_prompt is None and style not in STYLES:
-        raise SubmissionError(f"unknown style {style!r}; choose one of: {', '.join(sorted(STYLES))}")
+    if req.custom_prompt is None and STYLE.problem(style):
+        raise SubmissionError(str(STYLE.problem(style)))
     provider = req.provider or s.provider
-    if provider not in PROVIDERS:
-        raise SubmissionError(f"unknown provider {provider!r}; choose one of: {', '.join(sorted(PROVIDERS))}")
+    if PROVIDER.problem(provider):
+        raise SubmissionError(str(PROVIDER.problem(provider)))
     if provider == "openai" and s.openai_api_key is None and not s.openai_base_url:
         raise SubmissionError("provider 'openai' needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)")
 
@@ -105,7 +112,7 @@ def submit_job(
         except ValueError as exc:
             raise SubmissionError(str(exc)) from None
     if len(chunks) > s.max_chunks:
-        raise SubmissionError(f"document splits into {len(chunks):,} chunks; the limit is {s.max_chunks:,}")
+        raise TooManyChunks(f"document splits into {len(chunks):,} chunks; the limit is {s.max_chunks:,}")
 
     store = open_store(s)
     job_id = req.job_id or uuid.uuid4().hex

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from humanizer.broker import configure_app
 from humanizer.config import Settings, get_settings, reset_settings_cache
 from humanizer.local.redis_server import RedisServer
 from humanizer.local.workers import WorkerPool
-from humanizer.worker.celery_app import configure_app
 
 
 class LocalStack:

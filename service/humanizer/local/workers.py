@@ -104,7 +104,7 @@ class WorkerPool:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until every live worker answers a Celery ping."""
-        from humanizer.worker.celery_app import app
+        from humanizer.broker import app
 
         want = len(self.alive())
         deadline = time.monotonic() + timeout

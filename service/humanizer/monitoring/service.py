@@ -45,7 +45,7 @@ def _result(status: Status, message: str, started: float, details: dict[str, Any
 
 def monitor_celery_app(settings: Settings) -> Celery:
     """A Celery app of our own for control commands, with short broker timeouts and few retries."""
-    from humanizer.worker.celery_app import celery_config
+    from humanizer.broker import celery_config
 
     app = Celery("humanizer-monitor", set_as_current=False)
     conf = celery_config(settings)

@@ -1,8 +1,8 @@
 """Cluster-wide chunk throughput and error rate, kept as per-minute counters in Redis.
 
-Workers call :func:`record_chunks` once per batch (the chunks it stored or took from the cache) and
-once per dead letter; anyone (``humanizer monitor``,
-the API) reads :func:`throughput`. Keys: ``<prefix>:stats:chunks:<ok|error>:<unix minute>``, kept 2 h.
+Workers count what they finish through ``JobStore.count_finished`` (once per batch, and once per dead
+letter), which owns the keys (``<prefix>:stats:chunks:<ok|error>:<unix minute>``, kept 2 h); anyone
+(``humanizer monitor``, the API) reads :func:`throughput`.
 """
 
 from __future__ import annotations
@@ -12,25 +12,15 @@ from typing import Any
 
 import redis
 
-_KEEP_SECONDS = 2 * 3600
+from humanizer.jobs.store import JobStore, throughput_key
+
 ERROR_OUTCOMES = frozenset({"dead_lettered", "error", "failed"})
 IGNORED_OUTCOMES = frozenset({"duplicate", "skipped", "job_missing", "retry"})
 
 
-def _key(prefix: str, kind: str, minute: int) -> str:
-    return f"{prefix}:stats:chunks:{kind}:{minute}"
-
-
 def record_chunks(client: redis.Redis, prefix: str, ok: int = 0, errors: int = 0, now: float | None = None) -> None:
     """Count finished chunks: ``ok`` (stored, cached, original kept) and ``errors`` (dead-lettered)."""
-    minute = int((now or time.time()) // 60)
-    pipe = client.pipeline(transaction=False)
-    for kind, n in (("ok", ok), ("error", errors)):
-        if n > 0:
-            pipe.incrby(_key(prefix, kind, minute), n)
-            pipe.expire(_key(prefix, kind, minute), _KEEP_SECONDS)
-    if len(pipe):
-        pipe.execute()
+    JobStore(client, prefix=prefix).count_finished(ok=ok, errors=errors, now=now)
 
 
 def record_chunk_outcome(client: redis.Redis, prefix: str, outcome: str, now: float | None = None) -> None:
@@ -49,8 +39,8 @@ def throughput(client: redis.Redis, prefix: str, minutes: int = 5, now: float | 
     span = list(range(current - minutes, current + 1))
     pipe = client.pipeline(transaction=False)
     for minute in span:
-        pipe.get(_key(prefix, "ok", minute))
-        pipe.get(_key(prefix, "error", minute))
+        pipe.get(throughput_key(prefix, "ok", minute))
+        pipe.get(throughput_key(prefix, "error", minute))
     raw = pipe.execute()
     ok = sum(int(v or 0) for v in raw[0::2])
     errors = sum(int(v or 0) for v in raw[1::2])

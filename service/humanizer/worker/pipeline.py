@@ -27,7 +27,7 @@ from humanizer import metrics
 from humanizer.chunking import PlaceholderError, count_tokens, mask, unmask
 from humanizer.chunking.sentences import split_in_two
 from humanizer.config import get_settings
-from humanizer.jobs import lifecycle
+from humanizer.jobs import chunk_cache, lifecycle
 from humanizer.jobs.deadletters import DeadLetters
 from humanizer.jobs.models import JobStatus
 from humanizer.jobs.store import ChunkOutput, JobNotFound, JobStore
@@ -39,7 +39,7 @@ from humanizer.providers.errors import ErrorKind
 from humanizer.providers.sizing import retry_max_tokens, size_max_tokens
 from humanizer.providers.targets import PRIMARY, counts_for_breaker, falls_over, parse_also_on
 from humanizer.ratelimit import RateLimiter
-from humanizer.worker import chunk_cache, second_pass
+from humanizer.worker import second_pass
 from humanizer.worker.engine import CallEngine, get_engine
 from humanizer.worker.factories import (
     breaker_for,

@@ -17,11 +17,11 @@ from celery import Task
 from celery.signals import worker_process_shutdown, worker_ready
 
 from humanizer import metrics
+from humanizer.broker import app
 from humanizer.config import get_settings
 from humanizer.jobs import assembly, dispatch, lifecycle
 from humanizer.logging import get_logger
 from humanizer.worker import pipeline
-from humanizer.worker.celery_app import app
 from humanizer.worker.factories import get_store, provider_for
 
 log = get_logger("humanizer.worker")

@@ -15,6 +15,7 @@ from humanizer.api.deps import SettingsDep, ops_guard
 from humanizer.api.problems import problem_response, problem_responses
 from humanizer.api.readiness import ReadinessProbe
 from humanizer.api.schemas import Liveness, Readiness
+from humanizer.monitoring.gauges import refresh_queue_gauges
 
 router = APIRouter(tags=["operations"], dependencies=[Depends(ops_guard)])
 
@@ -52,6 +53,6 @@ async def readyz(request: Request) -> Response:
 def prometheus_metrics(request: Request, settings: SettingsDep) -> Response:
     probe: ReadinessProbe = request.app.state.readiness
     with contextlib.suppress(Exception):  # Redis down: serve what we have; /readyz says why
-        metrics.refresh_queue_gauges(probe.monitor.redis, prefix=settings.key_prefix)
+        refresh_queue_gauges(probe.monitor.redis, prefix=settings.key_prefix)
     return Response(generate_latest(metrics.metrics_registry()), media_type=CONTENT_TYPE_LATEST)
 

@@ -29,17 +29,17 @@ from humanizer.api.schemas import (
     Timings,
     Tokens,
 )
-from humanizer.jobs import lifecycle
+from humanizer.jobs import lifecycle, models
 from humanizer.jobs.models import JobStatus, JobView
 from humanizer.jobs.store import JobExists, JobNotFound, JobStore
-from humanizer.jobs.submit import SubmissionError, submit_job
+from humanizer.jobs.submit import SubmissionError, TooManyChunks, submit_job
 from humanizer.logging import get_logger
 from humanizer.redis_client import get_redis
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = get_logger("humanizer.api")
 
-JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+JOB_ID_PATTERN = models.JOB_ID_PATTERN
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, max_length=63, description="the job id")]
 
 
@@ -156,7 +156,7 @@ def create_job(
         if isinstance(exc, JobExists):
             raise ProblemError(P.JOB_EXISTS, f"job {request.job_id} already exists") from None
         if isinstance(exc, SubmissionError):
-            kind = P.TOO_MANY_CHUNKS if "chunks; the limit" in str(exc) else P.SUBMISSION_REJECTED
+            kind = P.TOO_MANY_CHUNKS if isinstance(exc, TooManyChunks) else P.SUBMISSION_REJECTED
             raise ProblemError(kind, str(exc)) from None
         if isinstance(exc, ValueError) and not isinstance(exc, UnicodeError):
             # input the shared path refused with a plain ValueError (e.g. an empty pre-split chunk)

@@ -1,4 +1,10 @@
-"""The Celery application: broker and result backend on Redis, delivery settings (README "Reliability").
+"""The Celery application and sending tasks by name: broker and result backend on Redis, delivery settings
+(README "Reliability").
+
+Everything that sends work (job submission, the scheduler's releases, the reconciler, replays) sends it
+through :func:`send` by task name, and the worker's task modules (``humanizer.worker.tasks``, loaded by the
+worker through ``include``) register on the same ``app``. This module imports neither ``humanizer.jobs`` nor
+``humanizer.worker``, so neither depends on the other through it.
 
 - ``acks_late`` + ``reject_on_worker_lost``: a task is acknowledged only when it finished, so a killed
   worker's task is redelivered instead of lost (our tasks are idempotent, so redelivery is safe).
@@ -15,17 +21,44 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from typing import Any
 
 from celery import Celery
+from celery.backends.redis import RedisBackend
 from celery.signals import before_task_publish
 
 from humanizer.config import Settings, get_settings
-from humanizer.worker.result_backend import backend_url
 
 CHUNK_QUEUE = "humanize"  # logical names (metric labels); the queues themselves: chunk_queue(), control_queue()
 CONTROL_QUEUE = "control"
 
 app = Celery("humanizer", include=["humanizer.worker.tasks"])
+
+
+class QuietRedisBackend(RedisBackend):
+    """Celery's Redis result backend without client-side result subscriptions.
+
+    Celery's Redis backend subscribes the sending process to a pub/sub channel for every task it sends
+    and every member of a chord's group result, so that ``AsyncResult.get()`` can wake up. Humanizer
+    never waits on task results: progress and results are read from the job record. Skipping the
+    subscriptions keeps a 2,000-chunk submission from holding 2,000 channels (and from touching Redis
+    again when the result objects are garbage-collected). Chord counting, which happens on the workers,
+    is unchanged.
+    """
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        return None
+
+    def add_pending_result(self, result: Any, weak: bool = False, start_drainer: bool = True) -> Any:
+        return result
+
+    def remove_pending_result(self, result: Any) -> Any:
+        return result
+
+
+def backend_url(redis_url: str) -> str:
+    return f"{__name__}:QuietRedisBackend+{redis_url}"
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
@@ -106,6 +139,14 @@ def chunk_queue() -> str:
 def control_queue() -> str:
     """The queue merges and verifications go to, as the app is configured now."""
     return str(app.conf.task_routes["humanizer.merge"]["queue"])
+
+
+def send(name: str, args: Sequence[Any], *, queue: str, priority: int, task_id: str) -> None:
+    """Send task ``name`` (``humanizer.humanize_batch``, ``humanizer.merge``, ``humanizer.verify``) with
+    ``args`` to ``queue``; the worker's task of that name runs it. Arguments are ids, never document text."""
+    app.signature(name, args=tuple(args), immutable=True, queue=queue, priority=priority).apply_async(
+        task_id=task_id
+    )
 
 
 configure_app()
