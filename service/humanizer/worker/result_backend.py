@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.backends.redis import RedisBackend
+from celery.backends.redis import RedisBackend, SentinelBackend
 
 
-class QuietRedisBackend(RedisBackend):
+class _Quiet:
     def on_task_call(self, producer: Any, task_id: str) -> None:
         return None
 
@@ -26,5 +26,14 @@ class QuietRedisBackend(RedisBackend):
         return result
 
 
+class QuietRedisBackend(_Quiet, RedisBackend):
+    pass
+
+
+class QuietSentinelBackend(_Quiet, SentinelBackend):
+    """The same through Sentinel (``sentinel://h1:p1;sentinel://h2:p2/db``): follows the primary."""
+
+
 def backend_url(redis_url: str) -> str:
-    return f"{__name__}:QuietRedisBackend+{redis_url}"
+    cls = "QuietSentinelBackend" if redis_url.startswith("sentinel://") else "QuietRedisBackend"
+    return f"{__name__}:{cls}+{redis_url}"
