@@ -102,17 +102,19 @@ def describe_redis_error(exc: BaseException, settings: Settings) -> tuple[str, b
                 "(use redis://) or is the CA bundle wrong?"), False
     closed = any(w in str(exc).lower() for w in ("closed by server", "reset by peer"))
     if not tls and isinstance(exc, redis.ConnectionError) and closed:
-        return (f"Redis at {where} closed the connection: does it expect TLS (use rediss://)?"), True
+        return (f"Redis at {where} closed the connection: does it expect TLS "
+                "(set REDIS_TLS=true or use rediss://)?"), True
     if isinstance(exc, MasterNotFoundError):
         # redis-py lists each Sentinel's error: none means they answered but know no such primary
         text = str(exc)
+        hosts = ",".join(f"{h}:{p}" for h, p in settings.sentinel_hosts)
         if any(w in text for w in ("AuthenticationError", "WRONGPASS", "NOAUTH", "invalid username-password")):
-            return (f"the Sentinels ({where}) refused the password (set REDIS_SENTINEL_PASSWORD to the "
-                    "Sentinels' requirepass)"), False
+            return (f"the Sentinels at {hosts} refused the password (set REDIS_SENTINEL_PASSWORD to their "
+                    "requirepass)"), False
         if " : " in text:
-            return f"the Sentinels are unreachable: {where}; check REDIS_SENTINELS", True
-        return (f"no Sentinel of {where} names a reachable primary {settings.redis_sentinel_master!r} "
-                "(check REDIS_SENTINEL_MASTER and that the Sentinels monitor it)"), True
+            return f"the Sentinels at {hosts} are unreachable; check REDIS_SENTINELS", True
+        return (f"the Sentinels at {hosts} know no reachable primary named {settings.redis_sentinel_master!r} "
+                "(check REDIS_SENTINEL_MASTER and that they monitor it)"), True
     if isinstance(exc, redis.ResponseError):
         return f"Redis at {where} answered PING with an error: {str(exc).splitlines()[0][:160]}", False
     if settings.sentinel_mode:
