@@ -13,6 +13,7 @@ import redis
 from humanizer.config import Settings, get_settings
 from humanizer.jobs.store import JobStore
 from humanizer.orchestration import OrchestrationService
+from humanizer.redis_client import connect
 
 
 @functools.cache
@@ -28,8 +29,17 @@ def settings() -> Settings:
     return get_settings()
 
 
-@functools.cache
-def fast_redis(dsn: str) -> redis.Redis:
-    """A client that fails fast (no retry loop): the autoscaler must notice an outage within a tick."""
-    return redis.Redis.from_url(dsn, decode_responses=True, socket_connect_timeout=1.0, socket_timeout=2.0)
+_fast: dict[str, redis.Redis] = {}
+
+
+def fast_redis(settings: Settings) -> redis.Redis:
+    """A client that fails fast (no retry loop): the autoscaler must notice an outage within a tick.
+
+    The configured Redis as every other client reaches it (redis_client.connect): through Sentinel
+    (the current primary), with TLS and the ACL user."""
+    key = settings.redis_identity
+    client = _fast.get(key)
+    if client is None:
+        client = _fast[key] = connect(settings, decode_responses=True, socket_connect_timeout=1.0, socket_timeout=2.0)
+    return client
 

@@ -16,6 +16,8 @@ worker through ``include``) register on the same ``app``. This module imports ne
   behind thousands of other jobs' chunks. With a key prefix other than the default (``HUMANIZER_KEY_PREFIX``)
   they are ``<prefix>.humanize`` and ``<prefix>.control`` and every kombu key starts with ``<prefix>:``
   (``global_keyprefix``), so releases sharing one Redis database never take each other's messages.
+- Redis as configured (redis_client.py): through Sentinel (``sentinel://`` URLs and ``master_name``), with
+  TLS (``broker_use_ssl``, ``redis_backend_use_ssl``) and an ACL user, like every other client.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
-from celery.backends.redis import RedisBackend
+from celery.backends.redis import RedisBackend, SentinelBackend
 from celery.signals import before_task_publish
 
 from humanizer.config import Settings, get_settings
+from humanizer.redis_client import celery_sentinel_options, celery_ssl
 
 CHUNK_QUEUE = "humanize"  # logical names (metric labels); the queues themselves: chunk_queue(), control_queue()
 CONTROL_QUEUE = "control"
@@ -36,7 +39,7 @@ CONTROL_QUEUE = "control"
 app = Celery("humanizer", include=["humanizer.worker.tasks"])
 
 
-class QuietRedisBackend(RedisBackend):
+class _Quiet:
     """Celery's Redis result backend without client-side result subscriptions.
 
     Celery's Redis backend subscribes the sending process to a pub/sub channel for every task it sends
@@ -57,16 +60,30 @@ class QuietRedisBackend(RedisBackend):
         return result
 
 
+class QuietRedisBackend(_Quiet, RedisBackend):
+    pass
+
+
+class QuietSentinelBackend(_Quiet, SentinelBackend):
+    """The same through Sentinel (``sentinel://h1:p1;sentinel://h2:p2/db``): follows the primary."""
+
+
 def backend_url(redis_url: str) -> str:
-    return f"{__name__}:QuietRedisBackend+{redis_url}"
+    cls = "QuietSentinelBackend" if redis_url.startswith("sentinel://") else "QuietRedisBackend"
+    return f"{__name__}:{cls}+{redis_url}"
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
     chunk_queue, control_queue = settings.chunk_queue, settings.control_queue
     prefixed = {"global_keyprefix": settings.broker_key_prefix} if settings.broker_key_prefix else {}
+    url = settings.celery_redis_url()
+    sentinel = celery_sentinel_options(settings)
+    tls = celery_ssl(settings)
     return {
-        "broker_url": settings.redis_dsn,
-        "result_backend": backend_url(settings.redis_dsn),
+        "broker_url": url,
+        "result_backend": backend_url(url),
+        "broker_use_ssl": tls or False,
+        "redis_backend_use_ssl": tls,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -94,8 +111,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "socket_connect_timeout": 5,
             "socket_keepalive": True,
             **prefixed,
+            **sentinel,
         },
-        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}, **sentinel},
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "worker_hijack_root_logger": False,

@@ -229,7 +229,7 @@ def worker(
     heartbeat.install(celery)  # HUMANIZER_WORKER_HEARTBEAT_FILE: the file the chart's probes check
     from humanizer.worker import shutdown
 
-    shutdown.install(settings.redis_dsn)  # a shutdown with Redis gone does not wait for the kill
+    shutdown.install(settings)  # a shutdown with Redis gone does not wait for the kill
     argv = [
         "worker",
         f"--concurrency={concurrency or settings.celery_worker_concurrency}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -144,6 +144,46 @@ class Settings(BaseSettings):
     redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("REDIS_PORT", "redis_port"))
     redis_db: int = Field(0, ge=0, le=15, validation_alias=_env("REDIS_DB", "redis_db"))
     redis_password: SecretStr | None = Field(None, validation_alias=_env("REDIS_PASSWORD", "redis_password"))
+    redis_username: str | None = Field(
+        None, validation_alias=_env("REDIS_USERNAME", "redis_username"),
+        description="ACL user name (AUTH <user> <password>); empty: the default user",
+    )
+    redis_tls: bool = Field(
+        False, validation_alias=_env("REDIS_TLS", "redis_tls"),
+        description="connect with TLS (as a rediss:// REDIS_URL does); the server's certificate is verified",
+    )
+    redis_tls_ca_file: str | None = Field(
+        None, validation_alias=_env("REDIS_TLS_CA_FILE", "redis_tls_ca_file"),
+        description="PEM CA bundle that signed the server's certificate (empty: the system's CAs)",
+    )
+    redis_tls_cert_file: str | None = Field(
+        None, validation_alias=_env("REDIS_TLS_CERT_FILE", "redis_tls_cert_file"),
+        description="client certificate (PEM) for servers that require one (tls-auth-clients yes)",
+    )
+    redis_tls_key_file: str | None = Field(
+        None, validation_alias=_env("REDIS_TLS_KEY_FILE", "redis_tls_key_file"),
+        description="the client certificate's private key (PEM)",
+    )
+    redis_tls_check_hostname: bool = Field(
+        True, validation_alias=_env("REDIS_TLS_CHECK_HOSTNAME", "redis_tls_check_hostname"),
+        description="the server's certificate must name the host connected to",
+    )
+    redis_sentinels: str = Field(
+        "", validation_alias=_env("REDIS_SENTINELS", "redis_sentinels"),
+        description="comma-separated Sentinel addresses host:port (port default 26379): the primary is asked "
+        "of them and followed across failovers; REDIS_HOST, REDIS_PORT and REDIS_URL are then not used",
+    )
+    redis_sentinel_master: str = Field(
+        "mymaster", min_length=1, validation_alias=_env("REDIS_SENTINEL_MASTER", "redis_sentinel_master"),
+        description="the name the Sentinels monitor the primary under",
+    )
+    redis_sentinel_username: str | None = Field(
+        None, validation_alias=_env("REDIS_SENTINEL_USERNAME", "redis_sentinel_username")
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None, validation_alias=_env("REDIS_SENTINEL_PASSWORD", "redis_sentinel_password"),
+        description="the Sentinels' own password (requirepass in sentinel.conf), if they have one",
+    )
 
     # --- celery ---------------------------------------------------------------------------
     celery_worker_concurrency: int = Field(
@@ -268,6 +308,7 @@ class Settings(BaseSettings):
             )
         if self.celery_task_soft_time_limit >= self.celery_task_time_limit:
             raise ValueError("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+        self._check_redis_connection()
         bad = sorted(t for t, w in self.tenant_weights.items() if not w > 0)
         if bad:
             raise ValueError(f"HUMANIZER_TENANT_WEIGHTS: weights must be positive (tenants {', '.join(bad)})")
@@ -330,24 +371,131 @@ class Settings(BaseSettings):
             raise ValueError("no queue given")
         return out
 
+    # ---- Redis connection (redis_client.py builds every client from these) ----------------------
+    def _check_redis_connection(self) -> None:
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            raise ValueError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together (a client certificate, its key)")
+        files = [n for n, v in (("REDIS_TLS_CA_FILE", self.redis_tls_ca_file),
+                                ("REDIS_TLS_CERT_FILE", self.redis_tls_cert_file)) if v]
+        if files and not self.redis_tls_enabled:
+            raise ValueError(f"{files[0]} is set but TLS is off: set REDIS_TLS=true (or use a rediss:// REDIS_URL)")
+        if self.redis_sentinels:
+            if self.redis_url:
+                raise ValueError("REDIS_SENTINELS and REDIS_URL exclude each other: with Sentinels, set REDIS_DB, "
+                                 "REDIS_USERNAME and REDIS_PASSWORD for the primary")
+            self.sentinel_hosts  # noqa: B018 - parses, raising ValueError for a bad address
+
+    @property
+    def redis_tls_enabled(self) -> bool:
+        return self.redis_tls or (self.redis_url or "").startswith("rediss://")
+
+    @property
+    def sentinel_mode(self) -> bool:
+        return bool(self.redis_sentinels.strip())
+
+    @property
+    def sentinel_hosts(self) -> list[tuple[str, int]]:
+        """``REDIS_SENTINELS`` as (host, port) pairs; ``[::1]:26379`` for IPv6."""
+        out: list[tuple[str, int]] = []
+        for raw in self.redis_sentinels.split(","):
+            item = raw.strip()
+            if not item:
+                continue
+            host, port = item, 26379
+            if item.startswith("["):
+                host, _, rest = item[1:].partition("]")
+                if rest.startswith(":"):
+                    port = _port(rest[1:], item)
+            elif item.count(":") == 1:
+                host, _, p = item.partition(":")
+                port = _port(p, item)
+            if not host:
+                raise ValueError(f"REDIS_SENTINELS: {item!r} is not host:port")
+            out.append((host, port))
+        return out
+
+    def _url_parts(self) -> tuple[str, int, int, str | None, str | None]:
+        """host, port, db, username, password of the direct connection (REDIS_URL or REDIS_HOST...)."""
+        password = self.redis_password.get_secret_value() if self.redis_password is not None else None
+        if not self.redis_url:
+            return self.redis_host, self.redis_port, self.redis_db, self.redis_username or None, password
+        u = urlsplit(self.redis_url)
+        path = u.path.strip("/")
+        return (
+            u.hostname or "127.0.0.1",
+            u.port or 6379,
+            int(path) if path.isdigit() else 0,
+            unquote(u.username) if u.username else (self.redis_username or None),
+            unquote(u.password) if u.password is not None else password,
+        )
+
     @property
     def redis_dsn(self) -> str:
-        """The Redis URL (``REDIS_URL`` wins; otherwise built from host/port/db/password)."""
+        """The Redis URL of a direct connection: ``REDIS_URL`` wins (``rediss://`` with REDIS_TLS, and
+        REDIS_USERNAME when the URL names no user), else built from host/port/db/username/password.
+
+        With Sentinels this is kombu's form of the Sentinel list (``sentinel://h1:p1;sentinel://h2:p2/db``),
+        which only Celery understands: make clients with :func:`humanizer.redis_client.connect`."""
+        if self.sentinel_mode:
+            return self.celery_redis_url()
         if self.redis_url:
-            return self.redis_url
+            u = urlsplit(self.redis_url)
+            scheme = "rediss" if self.redis_tls and u.scheme == "redis" else u.scheme
+            netloc = u.netloc
+            if self.redis_username and not u.username and "@" in netloc:  # ":password@host" -> user added
+                netloc = quote(self.redis_username, safe="") + netloc
+            elif self.redis_username and "@" not in netloc:
+                netloc = quote(self.redis_username, safe="") + "@" + netloc
+            return urlunsplit((scheme, netloc, u.path, u.query, u.fragment))
+        return self._build_url("rediss" if self.redis_tls else "redis", self.redis_host, self.redis_port)
+
+    def _build_url(self, scheme: str, host: str, port: int) -> str:
+        _, _, db, username, password = self._url_parts()
         auth = ""
-        if self.redis_password is not None:
-            auth = ":" + quote(self.redis_password.get_secret_value(), safe="") + "@"
-        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        if username or password is not None:
+            secret = ":" + quote(password, safe="") if password is not None else ""
+            auth = quote(username or "", safe="") + secret + "@"
+        host = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{auth}{host}:{port}/{db}"
+
+    def celery_redis_url(self) -> str:
+        """The broker/result-backend URL for kombu and Celery: plain ``redis://`` (TLS comes from
+        ``broker_use_ssl``/``redis_backend_use_ssl``), or one ``sentinel://`` per Sentinel joined by ``;``."""
+        if self.sentinel_mode:
+            return ";".join(self._build_url("sentinel", h, p) for h, p in self.sentinel_hosts)
+        host, port, *_ = self._url_parts()
+        return self._build_url("redis", host, port)
+
+    @property
+    def redis_identity(self) -> str:
+        """One string per distinct Redis connection configuration (cache key of clients; contains secrets)."""
+        sentinel_pw = self.redis_sentinel_password.get_secret_value() if self.redis_sentinel_password else ""
+        return "|".join(map(str, (
+            self.redis_dsn, self.redis_tls_enabled, self.redis_tls_ca_file, self.redis_tls_cert_file,
+            self.redis_tls_key_file, self.redis_tls_check_hostname, self.redis_sentinel_master,
+            self.redis_sentinel_username, sentinel_pw,
+        )))
 
     @property
     def redis_dsn_redacted(self) -> str:
-        """The Redis URL safe for logs and error messages."""
+        """Where Redis is, safe for logs and error messages (no password)."""
+        if self.sentinel_mode:
+            hosts = ",".join(f"{h}:{p}" for h, p in self.sentinel_hosts)
+            tls = ", TLS" if self.redis_tls_enabled else ""
+            return f"primary {self.redis_sentinel_master!r} of Sentinels {hosts} (db {self.redis_db}{tls})"
         dsn = self.redis_dsn
         if "@" in dsn:
             scheme, rest = dsn.split("://", 1)
-            dsn = f"{scheme}://***@{rest.split('@', 1)[1]}"
+            auth, host = rest.rsplit("@", 1)
+            user = auth.split(":", 1)[0] if ":" in auth else auth
+            dsn = f"{scheme}://{user + ':' if user else ''}***@{host}"
         return dsn
+
+
+def _port(text: str, item: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"REDIS_SENTINELS: {item!r} is not host:port")
+    return int(text)
 
 
 @functools.cache

@@ -17,8 +17,10 @@ from typing import Any, NoReturn, TypeVar
 
 import redis
 from pydantic import ValidationError
+from redis.sentinel import MasterNotFoundError
 
 from humanizer.config import Settings
+from humanizer.redis_client import connect
 
 T = TypeVar("T")
 
@@ -87,7 +89,7 @@ def _is_tls_error(exc: BaseException) -> bool:
 def describe_redis_error(exc: BaseException, settings: Settings) -> tuple[str, bool]:
     """A one-line reason for a failed PING, and whether waiting could help (Redis not up yet)."""
     where = settings.redis_dsn_redacted
-    tls = settings.redis_dsn.startswith("rediss://")
+    tls = settings.redis_tls_enabled
     if isinstance(exc, redis.AuthenticationError):
         code = getattr(exc, "status_code", None) or ""
         if code == "NOAUTH" or "NOAUTH" in str(exc) or "must be called with the client already" in str(exc):
@@ -98,10 +100,25 @@ def describe_redis_error(exc: BaseException, settings: Settings) -> tuple[str, b
     if tls and _is_tls_error(exc):
         return (f"TLS handshake with Redis at {where} failed ({type(exc).__name__}): is it a plain Redis "
                 "(use redis://) or is the CA bundle wrong?"), False
-    if not tls and isinstance(exc, redis.ConnectionError) and "closed by server" in str(exc).lower():
-        return (f"Redis at {where} closed the connection: does it expect TLS (use rediss://)?"), True
+    closed = any(w in str(exc).lower() for w in ("closed by server", "reset by peer"))
+    if not tls and isinstance(exc, redis.ConnectionError) and closed:
+        return (f"Redis at {where} closed the connection: does it expect TLS "
+                "(set REDIS_TLS=true or use rediss://)?"), True
+    if isinstance(exc, MasterNotFoundError):
+        # redis-py lists each Sentinel's error: none means they answered but know no such primary
+        text = str(exc)
+        hosts = ",".join(f"{h}:{p}" for h, p in settings.sentinel_hosts)
+        if any(w in text for w in ("AuthenticationError", "WRONGPASS", "NOAUTH", "invalid username-password")):
+            return (f"the Sentinels at {hosts} refused the password (set REDIS_SENTINEL_PASSWORD to their "
+                    "requirepass)"), False
+        if " : " in text:
+            return f"the Sentinels at {hosts} are unreachable; check REDIS_SENTINELS", True
+        return (f"the Sentinels at {hosts} know no reachable primary named {settings.redis_sentinel_master!r} "
+                "(check REDIS_SENTINEL_MASTER and that they monitor it)"), True
     if isinstance(exc, redis.ResponseError):
         return f"Redis at {where} answered PING with an error: {str(exc).splitlines()[0][:160]}", False
+    if settings.sentinel_mode:
+        return f"Redis is unreachable: {where} ({type(exc).__name__}); check REDIS_SENTINELS", True
     return (f"Redis is unreachable at {where} ({type(exc).__name__}); "
             "start it or set REDIS_HOST/REDIS_PORT (or REDIS_URL)"), True
 
@@ -124,7 +141,7 @@ def wait_for_redis(settings: Settings, timeout: float | None = None, step: float
     timeout = startup_timeout() if timeout is None else timeout
     deadline = time.monotonic() + timeout
     while True:
-        client = redis.Redis.from_url(settings.redis_dsn, socket_connect_timeout=5, socket_timeout=5)
+        client = connect(settings, socket_connect_timeout=5, socket_timeout=5)
         try:
             client.ping()
             return

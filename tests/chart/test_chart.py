@@ -42,6 +42,13 @@ TOGGLES: dict[str, dict[str, Any]] = {
                                   "prometheusRule": {"enabled": True}, "dashboards": {"enabled": True}}},
     "external-redis": {"redis": {"enabled": False}, "externalRedis": {"url": "redis://:pw@redis.example:6379/0"}},
     "external-redis-secret": {"redis": {"enabled": False}, "externalRedis": {"existingSecret": "my-redis"}},
+    "external-redis-ha": {"redis": {"enabled": False}, "externalRedis": {
+        "username": "humanizer",
+        "sentinel": {"hosts": ["sentinel-0.redis:26379", "sentinel-1.redis:26379", "sentinel-2.redis"],
+                     "masterName": "prod", "db": 2, "passwordSecret": {"name": "redis-auth", "key": "primary"},
+                     "sentinelPasswordSecret": {"name": "redis-auth", "key": "sentinel"}},
+        "tls": {"enabled": True, "caConfigMap": "redis-ca", "caKey": "bundle.pem", "clientCertSecret": "redis-client"},
+    }},
     "flower": {"flower": {"enabled": True}},
     "no-networkpolicy": {"networkPolicy": {"enabled": False}},
     "openai": {"provider": {"name": "openai", "openai": {"existingSecret": "openai", "model": "gpt-4.1-mini"}}},
@@ -70,7 +77,8 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # ---- lint and kinds ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("toggle", ["defaults", "monitoring", "external-redis", "flower", "cluster-wide"])
+@pytest.mark.parametrize("toggle", ["defaults", "monitoring", "external-redis", "external-redis-ha", "flower",
+                                    "cluster-wide"])
 def test_helm_lint(helm: Helm, toggle: str) -> None:
     args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE]
     for key, value in _flat(TOGGLES[toggle]).items():
@@ -237,7 +245,8 @@ KNOWN_EXTRA_ENV = {"HOME", "POD_NAMESPACE", "PROMETHEUS_MULTIPROC_DIR", "MONITOR
                    heartbeat.FILE_ENV, heartbeat.INTERVAL_ENV}
 
 
-@pytest.mark.parametrize("toggle", ["defaults", "openai", "external-redis", "prefork-ingress", "fallback"])
+@pytest.mark.parametrize("toggle", ["defaults", "openai", "external-redis", "external-redis-ha", "prefork-ingress",
+                                    "fallback"])
 def test_env_names_are_settings(render: Render, toggle: str) -> None:
     known = settings_env_names()
     assert {"OPENAI_MODEL", "CELERY_WORKER_CONCURRENCY", "REDIS_HOST", "HUMANIZER_API_TOKENS_FILE"} <= known
@@ -427,6 +436,63 @@ def test_external_redis(render: Render, toggle: str, secret: str, key: str) -> N
         assert "REDIS_HOST" not in env and "REDIS_PASSWORD" not in env
     created = {s["metadata"]["name"] for s in by_kind(objects, "Secret")}
     assert (secret in created) == (toggle == "external-redis")
+
+
+def test_external_redis_sentinel_and_tls(render: Render) -> None:
+    """externalRedis.sentinel/tls/username reach every Redis client (API, workers, operator) as settings that
+    validate and point Celery at the Sentinels over TLS; the CA and the client certificate are mounted
+    read-only where the settings look for them."""
+    from humanizer.broker import celery_config
+    from humanizer.redis_client import celery_sentinel_options
+
+    objects = render(TOGGLES["external-redis-ha"])
+    config = one(objects, "ConfigMap", f"{FULL}-config")["data"]
+    assert config["REDIS_SENTINELS"] == "sentinel-0.redis:26379,sentinel-1.redis:26379,sentinel-2.redis"
+    assert (config["REDIS_SENTINEL_MASTER"], config["REDIS_DB"], config["REDIS_USERNAME"]) == ("prod", "2", "humanizer")
+    assert config["REDIS_TLS"] == "true" and config["REDIS_TLS_CHECK_HOSTNAME"] == "true"
+    assert config["REDIS_TLS_CA_FILE"] == "/etc/humanizer/redis-tls/ca/bundle.pem"
+    assert not [s for s in by_kind(objects, "Secret") if "external-redis" in s["metadata"]["name"]]
+    for name in ("api", "worker", "operator"):
+        spec = one(objects, "Deployment", f"{FULL}-{name}")["spec"]["template"]["spec"]
+        env = env_of(spec["containers"][0])
+        assert "REDIS_URL" not in env and "REDIS_HOST" not in env
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "redis-auth", "key": "primary"}
+        assert env["REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "redis-auth", "key": "sentinel"}
+        mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert mounts["redis-tls-ca"]["readOnly"] and mounts["redis-tls-client"]["readOnly"]
+        ca = volumes["redis-tls-ca"]["configMap"]
+        assert ca["name"] == "redis-ca" and ca["items"] == [{"key": "bundle.pem", "path": "bundle.pem"}]
+        assert mounts["redis-tls-ca"]["mountPath"] + "/bundle.pem" == config["REDIS_TLS_CA_FILE"]
+        client = volumes["redis-tls-client"]["secret"]
+        assert client["secretName"] == "redis-client"
+        assert {i["path"] for i in client["items"]} == {"tls.crt", "tls.key"}
+        assert config["REDIS_TLS_CERT_FILE"] == mounts["redis-tls-client"]["mountPath"] + "/tls.crt"
+        assert config["REDIS_TLS_KEY_FILE"] == mounts["redis-tls-client"]["mountPath"] + "/tls.key"
+    # what the pods get: settings that go through the Sentinels, with TLS, as the ACL user
+    s = Settings.model_validate({**config, "REDIS_PASSWORD": "pw", "REDIS_SENTINEL_PASSWORD": "spw"})
+    assert s.sentinel_mode and s.redis_tls_enabled
+    assert s.sentinel_hosts == [("sentinel-0.redis", 26379), ("sentinel-1.redis", 26379), ("sentinel-2.redis", 26379)]
+    conf = celery_config(s)
+    assert str(conf["broker_url"]).startswith("sentinel://humanizer:pw@sentinel-0.redis:26379/2;")
+    assert conf["broker_use_ssl"]["ssl_ca_certs"] == config["REDIS_TLS_CA_FILE"]  # type: ignore[index]
+    assert celery_sentinel_options(s)["master_name"] == "prod"
+    # a CA from a Secret instead; TLS without a CA bundle (the system's CAs) mounts nothing
+    secret_ca = render({"redis": {"enabled": False}, "externalRedis": {
+        "url": "rediss://r.example:6380/0", "tls": {"enabled": True, "caSecret": "ca-secret"}}})
+    spec = one(secret_ca, "Deployment", f"{FULL}-worker")["spec"]["template"]["spec"]
+    assert {v["name"]: v for v in spec["volumes"]}["redis-tls-ca"]["secret"]["secretName"] == "ca-secret"
+    assert "redis-tls-client" not in {v["name"] for v in spec["volumes"]}
+    no_ca = render({"redis": {"enabled": False},
+                    "externalRedis": {"url": "rediss://r:6380/0", "tls": {"enabled": True}}})
+    spec = one(no_ca, "Deployment", f"{FULL}-api")["spec"]["template"]["spec"]
+    assert not [v for v in spec["volumes"] if v["name"].startswith("redis-tls")]
+    assert "REDIS_TLS_CA_FILE" not in one(no_ca, "ConfigMap", f"{FULL}-config")["data"]
+    # --reuse-values from a release without these values: as before, a URL
+    old = render({**TOGGLES["external-redis"], "externalRedis": {
+        "url": "redis://:pw@redis.example:6379/0", "sentinel": None, "tls": None, "username": None}})
+    assert "REDIS_SENTINELS" not in one(old, "ConfigMap", f"{FULL}-config")["data"]
+    assert "<nil>" not in json.dumps(old)
 
 
 # ---- API ------------------------------------------------------------------------------------------------
@@ -837,6 +903,13 @@ BAD_VALUES = [
     ({"config": {"celery": {"taskSoftTimeLimit": 400}}}, "taskSoftTimeLimit"),
     ({"worker": {"queues": ["control", "priority"]}}, "worker.queues"),  # a worker on it would stay idle
     ({"config": {"keyPrefix": "blue team"}}, "keyPrefix"),
+    ({"redis": {"enabled": False}, "externalRedis": {"sentinel": {"hosts": ["bad host:1"]}}}, "hosts"),
+    ({"redis": {"enabled": False}, "externalRedis": {"sentinel": {"hosts": []}}}, "externalRedis"),
+    ({"externalRedis": {"sentinel": {"hosts": ["s0:26379"]}}}, "redis.enabled=false"),  # the built-in Redis is on
+    ({"redis": {"enabled": False}, "externalRedis": {"url": "redis://r:6379/0", "tls": {
+        "enabled": True, "caSecret": "a", "caConfigMap": "b"}}}, "caConfigMap"),
+    ({"redis": {"enabled": False}, "flower": {"enabled": True}, "externalRedis": {
+        "sentinel": {"hosts": ["s0:26379"]}}}, "flower.enabled"),
 ]
 
 

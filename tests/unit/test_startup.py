@@ -48,10 +48,10 @@ def test_redis_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     wrong = redis.AuthenticationError("invalid username-password pair or user is disabled.")
     assert describe_redis_error(wrong, s) == (
-        "Redis at redis://***@redis.example:6379/0 refused the password (AUTH failed)", False
+        "Redis at redis://default:***@redis.example:6379/0 refused the password (AUTH failed)", False
     )
     msg, transient = describe_redis_error(redis.ConnectionError("Error 111 connecting"), s)
-    assert msg.startswith("Redis is unreachable at redis://***@redis.example:6379/0") and transient
+    assert msg.startswith("Redis is unreachable at redis://default:***@redis.example:6379/0") and transient
     monkeypatch.setenv("REDIS_URL", "rediss://redis.example:6379/0")
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     try:

@@ -94,6 +94,61 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
+{{/* External Redis over TLS: the CA bundle and the client certificate, mounted read-only (docs/chart.md). */}}
+{{- define "humanizer.redisTls.on" -}}
+{{- if and (not .Values.redis.enabled) (.Values.externalRedis.tls | default dict).enabled }}true{{ end }}
+{{- end }}
+
+{{- define "humanizer.redisTls.volumeMounts" -}}
+{{- if include "humanizer.redisTls.on" . }}
+{{- $t := .Values.externalRedis.tls | default dict }}
+{{- if or $t.caSecret $t.caConfigMap }}
+- name: redis-tls-ca
+  mountPath: /etc/humanizer/redis-tls/ca
+  readOnly: true
+{{- end }}
+{{- if $t.clientCertSecret }}
+- name: redis-tls-client
+  mountPath: /etc/humanizer/redis-tls/client
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "humanizer.redisTls.volumes" -}}
+{{- if include "humanizer.redisTls.on" . }}
+{{- $t := .Values.externalRedis.tls | default dict }}
+{{- if $t.caSecret }}
+- name: redis-tls-ca
+  secret:
+    secretName: {{ $t.caSecret }}
+    defaultMode: 0444
+    items:
+      - key: {{ $t.caKey }}
+        path: {{ $t.caKey }}
+{{- else if $t.caConfigMap }}
+- name: redis-tls-ca
+  configMap:
+    name: {{ $t.caConfigMap }}
+    defaultMode: 0444
+    items:
+      - key: {{ $t.caKey }}
+        path: {{ $t.caKey }}
+{{- end }}
+{{- if $t.clientCertSecret }}
+- name: redis-tls-client
+  secret:
+    secretName: {{ $t.clientCertSecret }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* A Kubernetes quantity ("1Gi", "512Mi", "1G", "1e9", 1073741824) in bytes, as an integer string. */}}
 {{- define "humanizer.quantityBytes" -}}
 {{- $q := . | toString | trim }}
@@ -215,6 +270,21 @@ envFrom:
     secretKeyRef:
       name: {{ include "humanizer.redis.secretName" . }}
       key: {{ include "humanizer.redis.secretKey" . }}
+{{- else if (.Values.externalRedis.sentinel | default dict).hosts }}
+{{- with (.Values.externalRedis.sentinel | default dict).passwordSecret }}{{ if .name }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}{{ end }}
+{{- with (.Values.externalRedis.sentinel | default dict).sentinelPasswordSecret }}{{ if .name }}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}{{ end }}
 {{- else }}
 - name: REDIS_URL
   valueFrom:
@@ -361,6 +431,17 @@ affinity:
 {{- end }}
 {{- if ge (float64 .Values.config.celery.taskSoftTimeLimit) (float64 .Values.config.celery.taskTimeLimit) }}
 {{- fail "config.celery.taskSoftTimeLimit must be below config.celery.taskTimeLimit" }}
+{{- end }}
+{{- $ers := .Values.externalRedis.sentinel | default dict }}
+{{- $ert := .Values.externalRedis.tls | default dict }}
+{{- if and .Values.redis.enabled (or $ers.hosts $ert.enabled) }}
+{{- fail "externalRedis.sentinel and externalRedis.tls are for an external Redis: set redis.enabled=false" }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) $ert.caSecret $ert.caConfigMap }}
+{{- fail "externalRedis.tls: set caSecret or caConfigMap, not both" }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) .Values.flower.enabled (or $ers.hosts $ert.enabled) }}
+{{- fail "flower.enabled: Flower is not wired for externalRedis.sentinel or externalRedis.tls; disable it (docs/chart.md)" }}
 {{- end }}
 {{- if and .Values.operator.enabled .Values.operator.autoscaler.enabled (gt (int .Values.operator.autoscaler.minReplicas) (int .Values.operator.autoscaler.maxReplicas)) }}
 {{- fail "operator.autoscaler.minReplicas must not exceed operator.autoscaler.maxReplicas" }}

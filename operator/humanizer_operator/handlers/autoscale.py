@@ -128,7 +128,7 @@ class Autoscaler:
 
     # ---- observation --------------------------------------------------------------------------
     def _redis(self) -> redis.Redis:
-        return service.fast_redis(self.hz.redis_dsn)
+        return service.fast_redis(self.hz)
 
     def _leader(self, client: redis.Redis) -> bool:
         return bool(client.eval(_LEASE, 1, self.lease_key, self.identity, self.lease_ms))

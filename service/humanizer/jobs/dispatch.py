@@ -38,7 +38,7 @@ def get_scheduler(settings: Settings | None = None) -> Scheduler:
     s = settings or get_settings()
     weights = tuple(sorted(s.tenant_weights.items()))
     return _scheduler(
-        s.redis_dsn, s.key_prefix, s.fair_scheduling, weights, s.scheduler_stale_seconds, s.result_ttl_seconds
+        s.redis_identity, s.key_prefix, s.fair_scheduling, weights, s.scheduler_stale_seconds, s.result_ttl_seconds
     )
 
 

@@ -28,6 +28,7 @@ from celery import Celery
 from humanizer.config import Settings, get_settings
 from humanizer.monitoring.queues import queue_depths, unacked_count
 from humanizer.monitoring.throughput import throughput
+from humanizer.redis_client import connect
 
 Status = Literal["healthy", "degraded", "unhealthy"]
 QUEUES = ("humanize", "control")
@@ -85,8 +86,8 @@ class MonitoringService:
     @property
     def redis(self) -> redis.Redis:
         if self._redis is None:
-            self._redis = redis.Redis.from_url(
-                self.settings.redis_dsn, decode_responses=True, socket_connect_timeout=1.0, socket_timeout=2.0,
+            self._redis = connect(
+                self.settings, decode_responses=True, socket_connect_timeout=1.0, socket_timeout=2.0,
             )
         return self._redis
 
@@ -360,4 +361,4 @@ def get_monitoring_service(settings: Settings | None = None) -> MonitoringServic
     if settings is not None:
         return MonitoringService(settings)
     s = get_settings()
-    return _service_for(s.redis_dsn, s.provider)
+    return _service_for(s.redis_identity, s.provider)

@@ -23,7 +23,7 @@ log = get_logger("humanizer.worker")
 
 def get_store(settings: Settings | None = None) -> JobStore:
     s = settings or get_settings()
-    return _store(s.redis_dsn, s.key_prefix, s.result_ttl_seconds, tuple(sorted(s.model_prices.items())))
+    return _store(s.redis_identity, s.key_prefix, s.result_ttl_seconds, tuple(sorted(s.model_prices.items())))
 
 
 @functools.cache

@@ -21,6 +21,9 @@ import time
 import redis
 import structlog
 
+from humanizer.config import Settings
+from humanizer.redis_client import connect
+
 ENV = "HUMANIZER_WORKER_SHUTDOWN_REDIS_GONE_SECONDS"
 DEFAULT_SECONDS = 15.0
 
@@ -35,9 +38,9 @@ def gone_after() -> float:
     return value if value > 0 else DEFAULT_SECONDS
 
 
-def watch(dsn: str, seconds: float, interval: float = 1.0) -> None:
-    """Return once Redis at ``dsn`` stayed unreachable for ``seconds`` (never while it answers)."""
-    client = redis.Redis.from_url(dsn, socket_connect_timeout=1, socket_timeout=1)
+def watch(settings: Settings, seconds: float, interval: float = 1.0) -> None:
+    """Return once the configured Redis stayed unreachable for ``seconds`` (never while it answers)."""
+    client = connect(settings, socket_connect_timeout=1, socket_timeout=1)
     down_since: float | None = None
     while True:
         try:
@@ -51,13 +54,13 @@ def watch(dsn: str, seconds: float, interval: float = 1.0) -> None:
         time.sleep(interval)
 
 
-def install(dsn: str) -> None:
+def install(settings: Settings) -> None:
     """Connect the watchdog to Celery's shutdown (warm or cold)."""
     from celery.signals import worker_shutting_down
 
     def leave_when_redis_is_gone() -> None:
         seconds = gone_after()
-        watch(dsn, seconds)
+        watch(settings, seconds)
         log.warning("worker.shutdown.redis_gone", seconds=seconds)
         os._exit(0)  # nothing left to finish: Redis holds the unacknowledged tasks
 
