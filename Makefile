@@ -12,7 +12,7 @@ VENV_STAMP := .venv/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | sha
 PYTEST := $(UV) run --frozen pytest
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test test-unit test-integration lint fmt clean
+.PHONY: help venv demo test test-unit test-integration integration-packages lint fmt clean
 
 help: ## this list
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -36,7 +36,15 @@ test: venv lint test-unit test-integration test-cluster test-node ## lint + unit
 test-unit: venv ## pure logic
 	$(PYTEST) tests/unit -m unit $(PYTEST_ARGS)
 
-test-integration: venv ## real Redis server, real Celery worker processes, fake OpenAI server
+# Debian's redis-server (built with TLS, unlike the embedded one) for the TLS test, and openssl for its
+# certificates; installed once when missing (root), nothing started.
+INTEGRATION_DEB := redis-server openssl
+
+integration-packages: ## Debian packages the integration tier needs (redis-server with TLS, openssl)
+	@bash -c 'source tools/image/env.sh && apt_install $(INTEGRATION_DEB)' || \
+		{ echo "integration tier: could not install the Debian packages: $(INTEGRATION_DEB)" >&2; exit 1; }
+
+test-integration: venv integration-packages ## real Redis server, real Celery worker processes, fake OpenAI server
 	$(PYTEST) tests/integration -m integration $(PYTEST_ARGS)
 
 lint: venv ## ruff + mypy
