@@ -16,11 +16,9 @@ from collections.abc import Sequence
 
 from humanizer import broker
 from humanizer.config import Settings, get_settings
-from humanizer.jobs.scheduler import CELERY_LEVELS, Release, Scheduler
+from humanizer.jobs.scheduler import Release, Scheduler
 from humanizer.redis_client import get_redis
 
-#: Celery priority per job priority. On Redis, 0 is served first; kombu keeps one list per step.
-PRIORITIES = CELERY_LEVELS
 CONTROL_PRIORITY = 0  # merge/verify before any chunk: finishing a job frees its results sooner
 
 

@@ -73,7 +73,7 @@ def _record(store: JobStore, job_id: str, transition: Transition, status: JobSta
     metrics.count_job_transition(transition.value)
     log.info(f"job.{transition.value}", job_id=job_id, status=status.value)
     if status in TERMINAL:
-        created = store.meta(job_id).get("created_at")
+        created = store.field(job_id, "created_at")
         metrics.observe_job_finished(status.value, time.time() - float(created) if created else None)
 
 

@@ -225,9 +225,6 @@ class Scheduler:
     def key(self, part: str) -> str:
         return f"{self.prefix}:sched:{part}"
 
-    def job_keys(self, job_id: str) -> list[str]:
-        return job_keys(self.prefix, job_id)
-
     def hold(
         self,
         job_id: str,

@@ -103,11 +103,6 @@ def _safe_name(value: object) -> str:
     return text if text.replace("_", "").isalnum() and len(text) <= 40 else "?"
 
 
-def _record_chunk_seconds(store: JobStore, seconds: float) -> None:
-    """Keep a moving average of chunk time for completion estimates."""
-    store.record_chunk_seconds(seconds)
-
-
 def _over_budget(store: JobStore, meta: dict[str, str], job_id: str = "") -> str | None:
     used_in, used_out = int(meta.get("tokens_in", 0)), int(meta.get("tokens_out", 0))
     if meta.get("token_budget") and used_in + used_out >= int(meta["token_budget"]):
@@ -192,7 +187,7 @@ def run_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, Any]:
         )
     seconds = [c.seconds for c in calls if c.outcome in ("stored", "duplicate")]
     if seconds:
-        _record_chunk_seconds(store, sum(seconds) / len(seconds))
+        store.record_chunk_seconds(sum(seconds) / len(seconds))  # for estimates and the autoscaler
     outcomes = collections.Counter(c.outcome for c in calls)
     bound.info(
         "batch.done", chunks=len(indices), cached=len(hits), poisoned=len(poisoned),

@@ -14,7 +14,6 @@ import contextlib
 import os
 import socket
 import threading
-from typing import Any
 
 from humanizer.config import Settings
 from humanizer.jobs import dispatch
@@ -62,6 +61,3 @@ class SchedulingThread(threading.Thread):
                 break
         with contextlib.suppress(Exception):  # best effort at shutdown; the registration expires anyway
             dispatch.get_scheduler(self.settings).unregister_worker(self.node)
-
-    def stop(self, *_: Any) -> None:
-        self.stop_event.set()
