@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, chord, group
+from celery import Celery, chord, group, shared_task
 
 QUEUE = "bench-plain"
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +34,12 @@ _local = threading.local()
 
 
 def configure(broker_url: str) -> Celery:
+    """A new app for ``broker_url`` (the tasks below are shared tasks), current and default; the old one is
+    closed, so nothing made for an earlier URL is reused (a result backend left pointing at a stopped
+    Redis makes ``get()`` hang retrying)."""
+    global app
+    app.close()
+    app = Celery("bench_plain", set_as_current=True)
     app.conf.update(
         broker_url=broker_url,
         result_backend=broker_url,
@@ -44,13 +50,7 @@ def configure(broker_url: str) -> Celery:
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
     )
-    # drop what was made for an earlier URL: the connection pool, the producer pool and the per-thread
-    # result backend (a backend left pointing at a stopped Redis makes ``get()`` hang retrying)
-    app._pool = None
-    amqp = app.__dict__.get("amqp")
-    if amqp is not None:
-        amqp._producer_pool = None
-    app._local = threading.local()
+    app.set_default()
     return app
 
 
@@ -73,7 +73,7 @@ def _client() -> Any:
     return client
 
 
-@app.task(name="bench.call")
+@shared_task(name="bench.call")
 def call(text: str) -> int:
     resp = _client().chat.completions.create(
         model="fake-model", messages=[{"role": "user", "content": text}], max_tokens=1024
@@ -81,12 +81,12 @@ def call(text: str) -> int:
     return len(resp.choices[0].message.content or "")
 
 
-@app.task(name="bench.noop")
+@shared_task(name="bench.noop")
 def noop(i: int) -> int:
     return i
 
 
-@app.task(name="bench.collect")
+@shared_task(name="bench.collect")
 def collect(results: list[int]) -> int:
     return len(results)
 

@@ -3,8 +3,13 @@
 
 Everything that sends work (job submission, the scheduler's releases, the reconciler, replays) sends it
 through :func:`send` by task name, and the worker's task modules (``humanizer.worker.tasks``, loaded by the
-worker through ``include``) register on the same ``app``. This module imports neither ``humanizer.jobs`` nor
-``humanizer.worker``, so neither depends on the other through it.
+worker through ``include``) register as shared tasks on whichever app is current. This module imports neither
+``humanizer.jobs`` nor ``humanizer.worker``, so neither depends on the other through it.
+
+The app is built explicitly: every entry point (worker, API, operator, demo, tests) calls
+:func:`configure_app` with its settings at start-up; :func:`get_app` builds one from the environment's
+settings on first use for library callers that did not. Importing this module configures nothing, and a
+new configuration (a test session moving to another Redis) is a new app, not a patched one.
 
 - ``acks_late`` + ``reject_on_worker_lost``: a task is acknowledged only when it finished, so a killed
   worker's task is redelivered instead of lost (our tasks are idempotent, so redelivery is safe).
@@ -35,9 +40,6 @@ from humanizer.redis_client import celery_sentinel_options, celery_ssl
 
 CHUNK_QUEUE = "humanize"  # logical names (metric labels); the queues themselves: chunk_queue(), control_queue()
 CONTROL_QUEUE = "control"
-
-app = Celery("humanizer", include=["humanizer.worker.tasks"])
-
 
 class _Quiet:
     """Celery's Redis result backend without client-side result subscriptions.
@@ -131,43 +133,51 @@ def celery_config(settings: Settings) -> dict[str, object]:
     }
 
 
-def configure_app(settings: Settings | None = None) -> Celery:
-    """(Re)point the app at the Redis named by ``settings``; idempotent.
+_lock = threading.Lock()
+_current: tuple[dict[str, object], Celery] | None = None
 
-    Connections and the result backend made for an earlier configuration are dropped, so a process
-    (a test session, the demo) can move from one Redis to another.
-    """
-    app.conf.update(celery_config(settings or get_settings()))
-    # Celery caches connections made for the old URL in three places; drop our references (not the
-    # pools themselves: kombu keeps producer pools per URL process-wide, and closing one that a later
-    # reconfiguration to the same URL gets back would leave a closed pool behind).
-    app._pool = None
-    amqp = app.__dict__.get("amqp")
-    if amqp is not None:
-        amqp._producer_pool = None
-    app._local = threading.local()  # the per-thread result backend objects
-    return app
+
+def configure_app(settings: Settings | None = None) -> Celery:
+    """The Celery app for ``settings`` (the environment's when None), made current and default for every
+    thread; idempotent. A different configuration builds a new app and closes the old one (Celery's
+    public ``close``), so a process (a test session, the demo) can move from one Redis to another without
+    reusing clients made for the old one."""
+    global _current
+    config = celery_config(settings or get_settings())
+    with _lock:
+        if _current is not None and _current[0] == config:
+            return _current[1]
+        if _current is not None:
+            _current[1].close()
+        celery = Celery("humanizer", include=["humanizer.worker.tasks"], set_as_current=True)
+        celery.conf.update(config)
+        celery.set_default()
+        _current = (config, celery)
+        return celery
+
+
+def get_app() -> Celery:
+    """The configured app (built from the environment's settings if no entry point configured one)."""
+    current = _current
+    return current[1] if current is not None else configure_app()
 
 
 def chunk_queue() -> str:
     """The queue chunk batches go to, as the app is configured now."""
-    return str(app.conf.task_routes["humanizer.humanize_batch"]["queue"])
+    return str(get_app().conf.task_routes["humanizer.humanize_batch"]["queue"])
 
 
 def control_queue() -> str:
     """The queue merges and verifications go to, as the app is configured now."""
-    return str(app.conf.task_routes["humanizer.merge"]["queue"])
+    return str(get_app().conf.task_routes["humanizer.merge"]["queue"])
 
 
 def send(name: str, args: Sequence[Any], *, queue: str, priority: int, task_id: str) -> None:
     """Send task ``name`` (``humanizer.humanize_batch``, ``humanizer.merge``, ``humanizer.verify``) with
     ``args`` to ``queue``; the worker's task of that name runs it. Arguments are ids, never document text."""
-    app.signature(name, args=tuple(args), immutable=True, queue=queue, priority=priority).apply_async(
+    get_app().signature(name, args=tuple(args), immutable=True, queue=queue, priority=priority).apply_async(
         task_id=task_id
     )
-
-
-configure_app()
 
 
 @before_task_publish.connect

@@ -104,7 +104,9 @@ class WorkerPool:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until every live worker answers a Celery ping."""
-        from humanizer.broker import app
+        from humanizer.broker import get_app
+
+        app = get_app()
 
         want = len(self.alive())
         deadline = time.monotonic() + timeout

@@ -6,18 +6,18 @@ worker's start-up and shutdown hooks. Factories live in ``worker/factories.py``.
   the document first-writer-wins (``jobs/assembly.py``).
 - ``verify`` recomputes the same report from the same stored data.
 
-Celery results are not stored (``ignore_result``): everything lives in the job record.
+Celery results are not stored (``ignore_result``): everything lives in the job record. The tasks are shared
+tasks: they register on the app the process configured (``humanizer.broker.configure_app``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
+from celery import Task, shared_task
 from celery.signals import worker_process_shutdown, worker_ready
 
 from humanizer import metrics
-from humanizer.broker import app
 from humanizer.config import get_settings
 from humanizer.jobs import assembly, dispatch, lifecycle
 from humanizer.logging import get_logger
@@ -27,7 +27,7 @@ from humanizer.worker.factories import get_store, provider_for
 log = get_logger("humanizer.worker")
 
 
-@app.task(bind=True, name="humanizer.humanize_batch", acks_late=True, ignore_result=True)
+@shared_task(bind=True, name="humanizer.humanize_batch", acks_late=True, ignore_result=True)
 def humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, Any]:
     wait = metrics.queue_wait_seconds(self.request)
     if wait is not None:
@@ -37,7 +37,7 @@ def humanize_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, Any
     return outcome
 
 
-@app.task(bind=True, name="humanizer.merge", acks_late=True, ignore_result=True)
+@shared_task(bind=True, name="humanizer.merge", acks_late=True, ignore_result=True)
 def merge(self: Task, job_id: str) -> dict[str, Any]:
     store = get_store()
     outcome = assembly.merge_job(store, job_id)  # a failed merge ends the job through lifecycle.fail
@@ -51,7 +51,7 @@ def merge(self: Task, job_id: str) -> dict[str, Any]:
     return {"job_id": job_id, "outcome": outcome}
 
 
-@app.task(bind=True, name="humanizer.verify", acks_late=True, ignore_result=True)
+@shared_task(bind=True, name="humanizer.verify", acks_late=True, ignore_result=True)
 def verify(self: Task, job_id: str) -> dict[str, Any]:
     store = get_store()
     report = assembly.verify_job(store, job_id)
