@@ -230,10 +230,15 @@ def worker(
     from humanizer.worker import shutdown
 
     shutdown.install(settings)  # a shutdown with Redis gone does not wait for the kill
+    from humanizer.jobs.scheduler import SPARE_THREADS
+
+    pool = pool or settings.celery_worker_pool
+    # the threads pool runs spare threads for new jobs' first batches (jobs/scheduler.SPARE_THREADS)
+    threads = (concurrency or settings.celery_worker_concurrency) + (SPARE_THREADS if pool == "threads" else 0)
     argv = [
         "worker",
-        f"--concurrency={concurrency or settings.celery_worker_concurrency}",
-        f"--pool={pool or settings.celery_worker_pool}",
+        f"--concurrency={threads}",
+        f"--pool={pool}",
         f"--queues={served}",
         f"--loglevel={(loglevel or settings.log_level).upper()}",
         "--without-gossip",

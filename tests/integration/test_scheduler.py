@@ -115,6 +115,23 @@ def test_window_follows_registered_workers(sched: Scheduler) -> None:
     assert snap["window"] == 3 and snap["released"] == 7 and snap["workers"] == 1, snap
 
 
+def test_a_spare_place_goes_only_to_a_job_with_nothing_released(sched: Scheduler) -> None:
+    """The worker's spare thread: beyond the window, one more batch, and only for a job that has none out
+    (a new job's first batch is taken at once instead of after the next batch to finish)."""
+    _hold(sched, "big", 100)
+    sched.register_worker("w", 4, ttl=30, spare=1)
+    assert [r.job_id for r in sched.release()] == ["big"] * 4, "the window is the capacity, not the spare"
+    _hold(sched, "small", 2)
+    assert [r.job_id for r in sched.release()] == ["small"]  # the spare place, at once
+    assert sched.release() == [], "a job with a batch out took a second spare place"
+    assert sched.snapshot()["spare"] == 1
+    sched.complete("big", "big:0")  # the window has a place again: the lowest pass is served
+    sched.complete("small", "small:0")
+    assert sorted(r.job_id for r in sched.release()) == ["big", "small"]
+    fifo = Scheduler(sched.r, "t", fixed_window=5)  # a fixed window (FIFO dispatch) has no spare places
+    assert fifo.snapshot()["spare"] == 0
+
+
 def test_the_last_report_of_a_job_says_so_once(sched: Scheduler) -> None:
     _hold(sched, "a", 3)
     sched.register_worker("w", 10)

@@ -30,7 +30,7 @@ Keys (all under ``<prefix>:sched:``): ``pending:<job>`` (list of held batches, J
 jobs with held batches), ``out:<job>`` (set of its released batch ids), ``released`` (zset
 ``<job>|<batch id>`` -> release time, for the window), ``tenants`` (hash tenant -> jobs with held
 batches), ``vtime`` (the last pass served), ``held_chunks`` (chunks held, for the autoscaler),
-``workers`` (zset ``<node>|<capacity>`` -> expiry). ``docs/architecture.md`` draws them.
+``workers`` (zset ``<node>|<capacity>|<spare>`` -> expiry). ``docs/architecture.md`` draws them.
 """
 
 from __future__ import annotations
@@ -90,13 +90,15 @@ _RELEASE = (
 local p, now = ARGV[1], tonumber(ARGV[2])
 local weights = cjson.decode(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', p .. ':sched:workers', '-inf', now)
-local capacity = 0
+local capacity, spares = 0, 0
 for _, member in ipairs(redis.call('ZRANGE', p .. ':sched:workers', 0, -1)) do
-  capacity = capacity + tonumber(string.match(member, '|(%d+)$') or '0')
+  local c, s = string.match(member, '|(%d+)|(%d+)$')
+  capacity = capacity + tonumber(c or '0')
+  spares = spares + tonumber(s or '0')
 end
 local window = capacity
 if capacity == 0 then window = tonumber(ARGV[3]) end
-if tonumber(ARGV[7]) > 0 then window = tonumber(ARGV[7]) end
+if tonumber(ARGV[7]) > 0 then window, spares = tonumber(ARGV[7]), 0 end
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', p .. ':sched:released', '-inf', '(' .. ARGV[5], 'LIMIT', 0, 100)) do
   local job, id = string.match(member, '^(.*)|(.*)$')
   if job then redis.call('SREM', p .. ':sched:out:' .. job, id) end
@@ -104,10 +106,23 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', p .. ':sched:released', '-in
 end
 local released = redis.call('ZCARD', p .. ':sched:released')
 local out, limit = {}, tonumber(ARGV[4])
-while released < window and #out < 3 * limit do
-  local top = redis.call('ZRANGE', p .. ':sched:jobs', 0, 0, 'WITHSCORES')
-  if #top == 0 then break end
-  local job, pass = top[1], tonumber(top[2])
+while #out < 3 * limit and released < window + spares do
+  local job, pass
+  if released < window then
+    local top = redis.call('ZRANGE', p .. ':sched:jobs', 0, 0, 'WITHSCORES')
+    if #top == 0 then break end
+    job, pass = top[1], tonumber(top[2])
+  else
+    -- a spare place: only for a job with nothing released (a new job's first batch), lowest pass first
+    local top = redis.call('ZRANGE', p .. ':sched:jobs', 0, 63, 'WITHSCORES')
+    for i = 1, #top, 2 do
+      if redis.call('SCARD', p .. ':sched:out:' .. top[i]) == 0 then
+        job, pass = top[i], tonumber(top[i + 1])
+        break
+      end
+    end
+    if not job then break end
+  end
   local jk = p .. ':sched:job:' .. job
   local status = redis.call('HGET', p .. ':job:' .. job, 'status')
   local ended = status == 'SUCCESS' or status == 'FAILURE' or status == 'CANCELLED' or status == 'SUSPENDED'
@@ -192,8 +207,16 @@ def worker_capacity(concurrency: int) -> int:
     """Batches one worker process holds: one per thread that takes messages (``CELERY_WORKER_CONCURRENCY``,
     about 2 x its call slots' worth). Fewer would leave threads, and then call slots, idle behind an
     uneven spread of messages between processes; a new job's batch does not wait behind the ones a
-    worker holds, because its calls get the next free slots (``worker/engine.FairSlots``)."""
+    worker holds, because it is taken by the worker's spare thread (``SPARE_THREADS``) and its calls get
+    the next free slots (``worker/engine.FairSlots``)."""
     return max(1, concurrency)
+
+
+#: Pool threads a worker runs beyond its capacity (the threads pool only). The window's spare places are
+#: one per such thread and go only to a job with no batch released, so a new job's first batch is taken
+#: at once, before the call slots its neighbours free are handed to batches already waiting; without
+#: it, it waited for a batch to finish and then for the next wave of slots (docs/architecture.md).
+SPARE_THREADS = 1
 
 
 class Scheduler:
@@ -283,20 +306,21 @@ class Scheduler:
         """Stop counting the job's released batches and drop its held ones (before a re-drive)."""
         self._forget(args=[self.prefix, job_id])
 
-    def register_worker(self, node: str, capacity: int, ttl: float = 30.0) -> None:
-        """A worker process says it can hold ``capacity`` batches for the next ``ttl`` seconds."""
+    def register_worker(self, node: str, capacity: int, ttl: float = 30.0, spare: int = 0) -> None:
+        """A worker process says it can hold ``capacity`` batches, and ``spare`` more for jobs with none
+        released, for the next ``ttl`` seconds."""
         workers = self.key("workers")
         pipe = self.r.pipeline(transaction=True)
         for member in self.r.zrangebyscore(workers, "-inf", "+inf"):
-            if str(member).rsplit("|", 1)[0] == node:
+            if _member_node(member) == node:
                 pipe.zrem(workers, member)
-        pipe.zadd(workers, {f"{node}|{int(capacity)}": time.time() + ttl})
+        pipe.zadd(workers, {f"{node}|{int(capacity)}|{max(0, int(spare))}": time.time() + ttl})
         pipe.execute()
 
     def unregister_worker(self, node: str) -> None:
         workers = self.key("workers")
         for member in self.r.zrange(workers, 0, -1):
-            if str(member).rsplit("|", 1)[0] == node:
+            if _member_node(member) == node:
                 self.r.zrem(workers, member)
 
     def held_chunks(self) -> int:
@@ -312,11 +336,18 @@ class Scheduler:
         pipe.zrangebyscore(self.key("workers"), repr(now), "+inf")
         pipe.get(self.key("held_chunks"))
         jobs, released, workers, held = pipe.execute()
-        capacity = sum(int(str(m).rsplit("|", 1)[1]) for m in workers)
+        capacity = sum(int(str(m).rsplit("|", 2)[1]) for m in workers)
+        spares = 0 if self.fixed_window else sum(int(str(m).rsplit("|", 2)[2]) for m in workers)
         return {
             "jobs": {str(j): float(s) for j, s in jobs},
             "released": int(released),
             "window": self.fixed_window or capacity or self.min_window,
+            "spare": spares,
             "workers": len(workers),
             "held_chunks": int(held or 0),
         }
+
+
+def _member_node(member: Any) -> str:
+    """The node of a ``workers`` member ``<node>|<capacity>|<spare>``."""
+    return str(member).rsplit("|", 2)[0]

@@ -25,17 +25,19 @@ log = get_logger("humanizer.scheduler")
 
 
 class SchedulingThread(threading.Thread):
-    def __init__(self, store: JobStore, settings: Settings, concurrency: int, interval: float = 5.0) -> None:
+    def __init__(
+        self, store: JobStore, settings: Settings, concurrency: int, interval: float = 5.0, spare: int = 0
+    ) -> None:
         super().__init__(name="humanizer-scheduling", daemon=True)
         self.store, self.settings, self.interval = store, settings, interval
         self.node = f"{socket.gethostname()}:{os.getpid()}"
-        self.capacity = worker_capacity(concurrency)
+        self.capacity, self.spare = worker_capacity(concurrency), spare
         self.stop_event = threading.Event()
         self.run_id: str | None = None
 
     def tick(self) -> None:
         sched = dispatch.get_scheduler(self.settings)
-        sched.register_worker(self.node, self.capacity, ttl=3 * self.interval)
+        sched.register_worker(self.node, self.capacity, ttl=3 * self.interval, spare=self.spare)
         self._watch_restart()
         dispatch.release_and_send(sched)
 

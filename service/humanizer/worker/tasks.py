@@ -20,6 +20,7 @@ from celery.signals import worker_process_shutdown, worker_ready
 from humanizer import metrics
 from humanizer.config import get_settings
 from humanizer.jobs import assembly, dispatch, lifecycle
+from humanizer.jobs.scheduler import SPARE_THREADS
 from humanizer.logging import get_logger
 from humanizer.worker import pipeline
 from humanizer.worker.factories import get_store, provider_for
@@ -76,9 +77,13 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     provider_for(s.provider, s.openai_model)
     from humanizer.worker.scheduling import SchedulingThread
 
-    # the window counts the threads this worker really runs (--concurrency may differ from the setting)
-    threads = getattr(getattr(sender, "controller", None), "concurrency", None) or s.celery_worker_concurrency
-    SchedulingThread(get_store(s), s, concurrency=int(threads)).start()
+    # the window counts the threads this worker really runs (--concurrency may differ from the setting),
+    # less the spare ones `humanizer worker` adds to the threads pool (jobs/scheduler.SPARE_THREADS)
+    controller = getattr(sender, "controller", None)
+    threads = int(getattr(controller, "concurrency", None) or s.celery_worker_concurrency)
+    pool = str(getattr(getattr(controller, "pool_cls", None), "__module__", ""))
+    spare = SPARE_THREADS if pool == "celery.concurrency.thread" and threads > SPARE_THREADS else 0
+    SchedulingThread(get_store(s), s, concurrency=threads - spare, spare=spare).start()
     if s.reconcile_interval_seconds > 0:
         from humanizer.jobs.reconcile import ReconcilerThread
 
