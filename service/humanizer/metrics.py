@@ -29,7 +29,7 @@ import errno
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import prometheus_client
@@ -192,11 +192,30 @@ def status_label(status_code: int | str | None) -> str:
 
 
 # ---- helpers the worker calls -------------------------------------------------------------------
+# The helpers called for every chunk remember the labelled children they use, by their raw arguments:
+# prometheus-client's ``labels()`` takes a lock and re-checks the values on every call, and cleaning the
+# values (``_label``) is string work; several of each per chunk were ~3 % of a worker's CPU at W = 128
+# (``make bench-profile``). Label values are clamped vocabularies, so these caches stay small.
+_cached: dict[tuple[Any, ...], Any] = {}
+
+
+def _children(key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    found = _cached.get(key)
+    if found is None:
+        found = _cached[key] = make()
+    return found
+
+
 def observe_chunk(outcome: str, seconds: float, queue_wait: float | None = None, queue: str = "humanize") -> None:
     """One chunk task finished with ``outcome`` after ``seconds``; it had waited ``queue_wait`` in the queue."""
-    out = _label(outcome, CHUNK_OUTCOMES)
-    CHUNKS_PROCESSED.labels(out).inc()
-    CHUNK_DURATION.labels(out).observe(max(0.0, seconds))
+
+    def make() -> tuple[Any, Any]:
+        out = _label(outcome, CHUNK_OUTCOMES)
+        return CHUNKS_PROCESSED.labels(out), CHUNK_DURATION.labels(out)
+
+    count, duration = _children(("chunk", outcome), make)
+    count.inc()
+    duration.observe(max(0.0, seconds))
     if queue_wait is not None:
         observe_queue_wait(queue_wait, queue)
 
@@ -209,9 +228,14 @@ def observe_provider(
     status_code: int | str | None, seconds: float, provider: str = "openai", target: str = "primary"
 ) -> None:
     """One provider request: its HTTP status (or ``timeout``/``connection_error``) and its latency."""
-    name, where = _label(provider), _label(target)
-    PROVIDER_REQUESTS.labels(name, status_label(status_code), where).inc()
-    PROVIDER_LATENCY.labels(name, where).observe(max(0.0, seconds))
+
+    def make() -> tuple[Any, Any]:
+        name, where = _label(provider), _label(target)
+        return PROVIDER_REQUESTS.labels(name, status_label(status_code), where), PROVIDER_LATENCY.labels(name, where)
+
+    requests, latency = _children(("provider", status_code, provider, target), make)
+    requests.inc()
+    latency.observe(max(0.0, seconds))
 
 
 _MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
@@ -239,18 +263,26 @@ def observe_tokens(
 ) -> float:
     """Count tokens and their estimated cost (``cost_usd`` if the caller priced it, else our list prices),
     by provider, model (:func:`model_label`) and fallback target; returns the cost in USD."""
-    name, where = _label(provider), _label(target)
-    model_name = model_label(model)
+    from humanizer.config import get_settings
+
+    def make() -> tuple[str, Any, Any, tuple[str, str, str]]:
+        name, where = _label(provider), _label(target)
+        model_name = model_label(model)  # depends on the settings: they are part of the key
+        return (name, TOKENS.labels(name, "input", model_name, where), TOKENS.labels(name, "output", model_name, where),
+                (name, model_name, where))
+
+    key = ("tokens", id(get_settings()), provider, model, target)
+    name, t_in, t_out, cost_labels = _children(key, make)
     if tokens_in > 0:
-        TOKENS.labels(name, "input", model_name, where).inc(tokens_in)
+        t_in.inc(tokens_in)
     if tokens_out > 0:
-        TOKENS.labels(name, "output", model_name, where).inc(tokens_out)
+        t_out.inc(tokens_out)
     if cost_usd is not None:
         cost = max(0.0, cost_usd)
     else:
         cost = estimate_cost(model, tokens_in, tokens_out) if name == "openai" else 0.0
-    if cost > 0:
-        COST.labels(name, model_name, where).inc(cost)
+    if cost > 0:  # no cost series for a model without a price
+        _children(("cost", *key), lambda: COST.labels(*cost_labels)).inc(cost)
     return cost
 
 
@@ -343,7 +375,7 @@ def count_job_submitted(source: str) -> None:
 @contextlib.contextmanager
 def task_in_flight(task: str) -> Iterator[None]:
     """``with task_in_flight("humanize_chunk"): ...`` keeps the in-flight gauge right, even on errors."""
-    gauge = TASKS_IN_FLIGHT.labels(_label(task))
+    gauge = _children(("in_flight", task), lambda: TASKS_IN_FLIGHT.labels(_label(task)))
     gauge.inc()
     try:
         yield

@@ -16,7 +16,7 @@ import itertools
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -36,13 +36,10 @@ class FairSlots:
         self.waiting: dict[str, deque[tuple[int, asyncio.Future[None]]]] = {}
         self._seq = itertools.count()
 
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        await self._acquire(key)
-        try:
-            yield
-        finally:
-            self._release(key)
+    def hold(self, key: str) -> _Held:
+        """``async with slots.hold(job_id):`` one slot for the block (a plain class, not a generator-based
+        context manager: it is entered once per provider call)."""
+        return _Held(self, key)
 
     async def _acquire(self, key: str) -> None:
         if self.free > 0 and not self.waiting:
@@ -81,6 +78,19 @@ class FairSlots:
             del self.waiting[nxt]
         self.running[nxt] = self.running.get(nxt, 0) + 1
         fut.set_result(None)
+
+
+class _Held:
+    __slots__ = ("key", "slots")
+
+    def __init__(self, slots: FairSlots, key: str) -> None:
+        self.slots, self.key = slots, key
+
+    async def __aenter__(self) -> None:
+        await self.slots._acquire(self.key)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.slots._release(self.key)
 
 
 class CallEngine:
