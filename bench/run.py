@@ -23,7 +23,9 @@ from typing import Any
 from bench import report
 from bench.common import RESULTS_DIR, Config, Context, Row, machine
 
-ORDER = ("fanout", "asyncio", "sequential", "overhead", "ratelimit", "autoscale", "scale", "headofline")
+ORDER = (
+    "fanout", "asyncio", "sequential", "overhead", "ratelimit", "autoscale", "scale", "headofline", "autoscale_node",
+)
 MODULES = {
     "fanout": "fanout",
     "asyncio": "asyncio_sdk",
@@ -33,6 +35,7 @@ MODULES = {
     "autoscale": "autoscale",
     "scale": "scale",
     "headofline": "headofline",
+    "autoscale_node": "autoscale_node",
 }
 
 

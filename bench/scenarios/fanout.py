@@ -4,10 +4,12 @@ Ours (the chord via ``OrchestrationService``) against a plain Celery chord of th
 (``bench.baselines.plain_celery``), same Redis server (db 1), same worker processes, same W: the plain
 chord runs W/processes threads per process; ours has W/processes call slots per process
 (``HUMANIZER_WORKER_CALLS``) fed by batch tasks of 16 chunks (``bench.common.our_layout``).
-efficiency = ceil(N/W) × latency / makespan. Targets: ≥ 0.92 at W=64, ≥ 0.85 at W=128.
+efficiency = ceil(N/W) × latency / makespan. Target: ≥ 1.4 × the plain chord at W = 64.
 
 A second row per W puts ours against the SDK ceiling (``bench.baselines.sdk_processes``): the same calls
-through the same SDK in the same number of processes, with no orchestration at all.
+through the same SDK in the same number of processes, with no orchestration at all, measured in the same
+run. Targets: ≥ 0.97 of it at W = 32 and 64, ≥ 0.92 at W = 128 (issue 8 showed that absolute efficiency
+targets sat above what the SDK itself reaches on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from bench.common import (
 )
 from bench.ours import run_job
 
-TARGETS = {64: 0.92, 128: 0.85}
+VS_PLAIN = {64: 1.4}  # ours / plain Celery chord
+VS_CEILING = {32: 0.97, 64: 0.97, 128: 0.92}  # ours / the SDK calls alone
 
 
 def run(ctx: Context) -> list[Row]:
@@ -86,7 +89,8 @@ def run(ctx: Context) -> list[Row]:
         if sdk_eff is not None:
             curve[w]["sdk_ceiling"] = sdk_eff
         ctx.shared.setdefault("ours_chunks_per_s", {})[w] = n / median(r["makespan"] for r in ours)
-        target = TARGETS.get(w)
+        vs_plain, vs_ceiling = ratio(ours_eff, plain_eff), ratio(ours_eff, sdk_eff)
+        plain_target, ceiling_target = VS_PLAIN.get(w), VS_CEILING.get(w)
         rows.append(
             Row(
                 "1 fan-out",
@@ -94,9 +98,9 @@ def run(ctx: Context) -> list[Row]:
                 round(ours_eff, 3),
                 round(plain_eff, 3),
                 "plain Celery chord",
-                _r(ratio(ours_eff, plain_eff)),
-                f"≥ {target}" if target else "",
-                (ours_eff >= target) if target else None,
+                _r(vs_plain),
+                f"≥ {plain_target} × plain" if plain_target else "info",
+                (vs_plain is not None and vs_plain >= plain_target) if plain_target else None,
                 note=f"ours {n / median(r['makespan'] for r in ours):.0f} chunks/s, "
                 f"plain {n / median(r['makespan'] for r in plain):.0f}/s; ideal {ideal:.1f} s",
                 details={
@@ -120,13 +124,11 @@ def run(ctx: Context) -> list[Row]:
                 round(ours_eff, 3),
                 None if sdk_eff is None else round(sdk_eff, 3),
                 "SDK calls alone",
-                _r(ratio(ours_eff, sdk_eff)),
-                "",
-                None,
+                _r(vs_ceiling),
+                f"≥ {ceiling_target} × ceiling" if ceiling_target else "info",
+                (vs_ceiling is not None and vs_ceiling >= ceiling_target) if ceiling_target else None,
                 status="ok" if sdk_eff is not None else "error",
-                note=sdk_error
-                or f"the SDK's calls alone in {procs} process(es), no broker/store/merge: {sdk_eff:.3f}"
-                + (f"; the target {target} is above it" if target and sdk_eff is not None and sdk_eff < target else ""),
+                note=sdk_error or f"the SDK's calls alone in {procs} process(es), no broker/store/merge: {sdk_eff:.3f}",
                 details={"n": n, "w": w, "processes": procs, "sdk_processes": sdk, "ideal_seconds": ideal},
             )
         )

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = {"1 fan-out", "2 vs asyncio", "3 vs sequential", "4 overhead", "5 rate limit", "6 autoscaling", "7 scale",
-             "8 head-of-line"}
+             "8 head-of-line", "9 autoscaling (node)"}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,12 @@ def test_json_shape(bench_run: tuple[dict, str, Path]) -> None:
         assert set(row) >= {"scenario", "metric", "ours", "baseline", "ratio", "target", "passed", "status"}
         assert row["status"] in {"ok", "not run"}
     assert {r["scenario"] for r in doc["rows"]} == SCENARIOS
-    (autoscale,) = [r for r in doc["rows"] if r["scenario"] == "6 autoscaling"]
-    assert autoscale["status"] == "not run" and autoscale["note"]
+    for scenario in ("6 autoscaling", "9 autoscaling (node)"):  # full runs only
+        (autoscale,) = [r for r in doc["rows"] if r["scenario"] == scenario]
+        assert autoscale["status"] == "not run" and autoscale["note"]
+    fan = [r for r in doc["rows"] if r["scenario"] == "1 fan-out"]
+    assert {r["target"] for r in fan if r["baseline_name"] == "SDK calls alone"} <= {"info", "≥ 0.97 × ceiling",
+                                                                                   "≥ 0.92 × ceiling"}
 
 
 def test_numbers_are_sane(bench_run: tuple[dict, str, Path]) -> None:

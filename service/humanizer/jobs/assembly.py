@@ -18,16 +18,14 @@ def merge_job(store: JobStore, job_id: str) -> str:
     Returns ``merged``, ``already_merged``, ``ended`` (cancelled/stopped before), ``failed`` (dead
     letters) or ``incomplete`` (outputs missing without a recorded failure: left for the reconciler).
     """
-    meta = store.meta(job_id)
+    meta, has_result, chunks, outputs, failed = store.merge_inputs(job_id)  # one round trip
     if JobStatus(meta["status"]).terminal:
         return "ended"
-    if store.result(job_id) is not None:
+    if has_result:
         return "already_merged"
     total = int(meta["total"])
-    chunks = store.chunks(job_id)
-    outputs = store.outputs(job_id)
     # a failed chunk whose original text was kept (e.g. truncated replies) does not stop the merge
-    failures = {i: f for i, f in store.failures(job_id).items() if not f.get("kept_original")}
+    failures = {i: f for i, f in failed.items() if not f.get("kept_original")}
     if failures:
         first = failures[min(failures)]
         lifecycle.fail(
@@ -45,8 +43,7 @@ def merge_job(store: JobStore, job_id: str) -> str:
         return "incomplete"
     ordered = [chunk_from_dict(chunks[i]) for i in range(total)]
     text = reassemble(ordered, [outputs[i] for i in range(total)])
-    store.save_result(job_id, text)
-    store.set_fields(job_id, phase="merged")
+    store.save_result(job_id, text, phase="merged")
     return "merged"
 
 

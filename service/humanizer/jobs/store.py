@@ -332,6 +332,28 @@ class JobStore:
     def result(self, job_id: str) -> str | None:
         return self.r.get(self.key(job_id, "result"))
 
+    def merge_inputs(
+        self, job_id: str
+    ) -> tuple[dict[str, str], bool, dict[int, dict[str, Any]], dict[int, str], dict[int, dict[str, Any]]]:
+        """What a merge reads, in one round trip: the record, whether a result exists, the chunks, the
+        outputs and the failures."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(self.key(job_id))
+        pipe.exists(self.key(job_id, "result"))
+        pipe.hgetall(self.key(job_id, "chunks"))
+        pipe.hgetall(self.key(job_id, "out"))
+        pipe.hgetall(self.key(job_id, "fail"))
+        record, has_result, chunks, outputs, failures = pipe.execute()
+        if not record:
+            raise JobNotFound(job_id)
+        return (
+            self._repaired(job_id, record),
+            bool(has_result),
+            {int(i): json.loads(v) for i, v in chunks.items()},
+            {int(i): v for i, v in outputs.items()},
+            {int(i): json.loads(v) for i, v in failures.items()},
+        )
+
     def report(self, job_id: str) -> dict[str, Any] | None:
         raw = self.r.get(self.key(job_id, "report"))
         return json.loads(raw) if raw else None
@@ -571,8 +593,14 @@ class JobStore:
         for key in self._all_keys(job_id):
             self.r.persist(key)
 
-    def save_result(self, job_id: str, text: str) -> bool:
-        return bool(self.r.set(self.key(job_id, "result"), text, nx=True))
+    def save_result(self, job_id: str, text: str, **fields: Any) -> bool:
+        """Store the document unless one exists (first writer wins; True if this was the first) and set
+        ``fields`` on the record, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.set(self.key(job_id, "result"), text, nx=True)
+        if fields:
+            pipe.hset(self.key(job_id), mapping={k: _encode(v) for k, v in fields.items()})
+        return bool(pipe.execute()[0])
 
     def save_report(self, job_id: str, report: Mapping[str, Any]) -> None:
         self.r.set(self.key(job_id, "report"), json.dumps(report))
