@@ -134,7 +134,7 @@ def verify_chunk(
 ) -> ChunkReport:
     """Check one rewritten chunk against its original."""
     opts = options or VerificationOptions()
-    return _compare(index, analyse(original), analyse(rewritten), opts, placeholder_error)
+    return compare_analyses(index, analyse(original), analyse(rewritten), opts, placeholder_error)
 
 
 def verify_document(
@@ -170,7 +170,7 @@ def verify_document(
         a, b = analyse(original), analyse(rewritten)
         orig_parts.append(a)
         new_parts.append(b)
-        chunk = _compare(i, a, b, opts, errors.get(i), kept.get(i))
+        chunk = compare_analyses(i, a, b, opts, errors.get(i), kept.get(i))
         for category, n in chunk.missing.counts().items():
             totals[category] += n
         if not chunk.passed:
@@ -178,7 +178,7 @@ def verify_document(
 
     document = None
     if orig_parts:
-        document = _compare(None, _merge(orig_parts), _merge(new_parts), opts, None)
+        document = compare_analyses(None, _merge(orig_parts), _merge(new_parts), opts, None)
     return VerificationReport(
         passed=not failed and (document is None or document.passed),
         chunks_total=len(originals),
@@ -233,7 +233,7 @@ def _present(category: str, value: str, rewrite: Analysis) -> bool:
     return value in rewrite.facts.category(category)
 
 
-def _compare(
+def compare_analyses(
     index: int | None,
     original: Analysis,
     rewrite: Analysis,
@@ -241,6 +241,8 @@ def _compare(
     placeholder_error: str | None,
     kept_original: str | None = None,
 ) -> ChunkReport:
+    """The report of one chunk (``index``; None for the whole document) from the analyses of its original
+    and its rewrite; the second pass uses it too, to name what a rewrite dropped."""
     issues: list[str] = []  # placeholder, length and overlap issues first, then the missing facts
     fact_issues: list[str] = []
     failed = False

@@ -52,9 +52,9 @@ from humanizer.logging import get_logger
 from humanizer.providers import RewriteRequest, RewriteResult
 from humanizer.providers.prompts import build_system_prompt, build_user_message
 from humanizer.providers.sizing import retry_max_tokens
-from humanizer.verification.check import VerificationOptions, _compare, clip
+from humanizer.verification.check import VerificationOptions, clip, compare_analyses
 from humanizer.verification.facts import CATEGORIES, analyse
-from humanizer.verification.tells import BY_ID, FLAG_SCORE, TellHit, _compile, score_text
+from humanizer.verification.tells import BY_ID, FLAG_SCORE, TellHit, score_text, tell_regex_source
 
 log = get_logger("humanizer.worker.second_pass")
 
@@ -88,7 +88,7 @@ def assess(original: str, rewritten: str, options: VerificationOptions | None = 
     """``verify_chunk``'s verdict (each text analysed once) and the rewrite's AI-tell score: about 3 ms of CPU
     for a chunk of 180 words (measured on samples/remote-work-report.md)."""
     source = analyse(original)
-    report = _compare(0, source, analyse(rewritten), options or VerificationOptions(), None)
+    report = compare_analyses(0, source, analyse(rewritten), options or VerificationOptions(), None)
     surface: dict[str, dict[str, str]] = {}
     facts = source.facts
     for category in CATEGORIES:
@@ -104,7 +104,7 @@ def assess(original: str, rewritten: str, options: VerificationOptions | None = 
 
 @functools.cache
 def _pattern(tell_id: str) -> re.Pattern[str]:
-    return re.compile(_compile(BY_ID[tell_id].pattern or ""), re.IGNORECASE)
+    return re.compile(tell_regex_source(BY_ID[tell_id].pattern or ""), re.IGNORECASE)
 
 
 def _matches(tell_id: str, text: str, limit: int = 3) -> list[str]:
