@@ -107,3 +107,11 @@ def test_cache_keys_change_with_the_prompt_version(monkeypatch: pytest.MonkeyPat
     before = chunk_cache.cache_key("hz", meta, chunk)
     monkeypatch.setattr(chunk_cache, "PROMPT_VERSION", "test")
     assert chunk_cache.cache_key("hz", meta, chunk) != before
+
+
+def test_cache_keys_change_with_the_second_pass_setting() -> None:
+    from humanizer.jobs import chunk_cache
+
+    meta, chunk = {"provider": "openai", "model": "m", "style": "casual"}, {"text": "Hello."}
+    keys = {sp: chunk_cache.cache_key("hz", meta, chunk, sp) for sp in ("auto", "on", "off")}
+    assert len(set(keys.values())) == 3, "a rewrite with a second pass was served to a job without one"

@@ -1,7 +1,7 @@
 """Reuse of rewritten chunks: identical chunk + identical request options → the stored rewrite.
 
 The key hashes everything that changes the output (the prompts' version, provider, model, style or
-custom prompt, temperature, the chunk's masked text and its context), so a resubmitted document or a replay after
+custom prompt, temperature, whether a second pass may follow, the chunk's text and its context), so a resubmitted document or a replay after
 a failure only calls the provider for chunks it has not rewritten before. Stored by hash: a cache
 key reveals nothing about the text.
 """
@@ -18,7 +18,9 @@ import redis
 from humanizer.providers.prompts import PROMPT_VERSION
 
 
-def cache_key(prefix: str, meta: Mapping[str, str], chunk: Mapping[str, Any]) -> str:
+def cache_key(prefix: str, meta: Mapping[str, str], chunk: Mapping[str, Any], second_pass: str = "") -> str:
+    """``second_pass``: the job's effective second-pass setting (``auto``, ``on``, ``off``): a rewrite made
+    with a second pass is not the one a job without it would get, nor the other way round."""
     material = json.dumps(
         [
             PROMPT_VERSION,
@@ -30,6 +32,7 @@ def cache_key(prefix: str, meta: Mapping[str, str], chunk: Mapping[str, Any]) ->
             chunk.get("text", ""),
             chunk.get("context_before") or "",
             chunk.get("context_after") or "",
+            second_pass,
         ],
         ensure_ascii=False,
     )

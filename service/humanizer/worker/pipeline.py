@@ -165,7 +165,9 @@ def run_batch(self: Task, job_id: str, indices: list[int]) -> dict[str, Any]:
         bound.warning("batch.budget_exhausted")
         return _skip(store, job_id, todo, bound, summary, "budget")
 
-    keys = {i: chunk_cache.cache_key(store.prefix, meta, chunks[i]) for i in todo} if s.chunk_cache_ttl_seconds else {}
+    sp = meta.get("second_pass") or s.second_pass  # the job's own setting, else the workers'
+    keys = {i: chunk_cache.cache_key(store.prefix, meta, chunks[i], sp) for i in todo} \
+        if s.chunk_cache_ttl_seconds else {}
     hits = store.cached_outputs(keys)
     if hits:
         store.save_outputs([ChunkOutput(job_id, i, text) for i, text in hits.items()])
