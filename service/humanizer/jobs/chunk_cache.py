@@ -1,9 +1,9 @@
 """Reuse of rewritten chunks: identical chunk + identical request options → the stored rewrite.
 
 The key hashes everything that changes the output (the prompts' version, provider, model, style or
-custom prompt, temperature, whether a second pass may follow, the chunk's text and its context), so a resubmitted document or a replay after
-a failure only calls the provider for chunks it has not rewritten before. Stored by hash: a cache
-key reveals nothing about the text.
+custom prompt, temperature, whether a second pass may follow, the chunk's text and its context), so a
+resubmitted document or a replay after a failure only calls the provider for chunks it has not rewritten
+before. Stored by hash: a cache key reveals nothing about the text.
 """
 
 from __future__ import annotations
