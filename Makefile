@@ -44,11 +44,12 @@ integration-packages: ## Debian packages the integration tier needs (redis-serve
 	@bash -c 'source tools/image/env.sh && apt_install $(INTEGRATION_DEB)' || \
 		{ echo "integration tier: could not install the Debian packages: $(INTEGRATION_DEB)" >&2; exit 1; }
 
-test-integration: venv integration-packages ## real Redis server, real Celery worker processes, fake OpenAI server
-	$(PYTEST) tests/integration -m integration $(PYTEST_ARGS)
+# helm (mk/chart.mk): test_flower_broker.py runs the Celery app the chart renders for Flower.
+test-integration: venv integration-packages helm-bin ## real Redis server, real Celery worker processes, fake OpenAI server
+	HELM="$(HELM)" $(PYTEST) tests/integration -m integration $(PYTEST_ARGS)
 
 lint: venv ## ruff + mypy
-	$(UV) run --frozen ruff check service operator tests bench tools
+	$(UV) run --frozen ruff check service operator tests bench tools charts/humanizer/files
 	$(UV) run --frozen mypy
 
 fmt: venv

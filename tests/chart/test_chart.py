@@ -29,6 +29,7 @@ from humanizer.worker import heartbeat
 from humanizer_operator.settings import OperatorSettings
 
 from .conftest import CHART, NAMESPACE, RELEASE, Helm, Objects, by_kind, one, pod_specs
+from .pods import container_files_and_env
 
 pytestmark = pytest.mark.cluster
 
@@ -65,6 +66,8 @@ TOGGLES: dict[str, dict[str, Any]] = {
         ],
         "alsoOn": ["auth"], "retriesPerTarget": 2, "breaker": {"failures": 3, "cooldownSeconds": 10}}}},
 }
+# Flower behind Sentinel, with TLS, an ACL user and a key prefix of its own
+TOGGLES["flower-ha"] = {**TOGGLES["external-redis-ha"], **TOGGLES["flower"], "config": {"keyPrefix": "blue"}}
 APP_LABELS = ("name", "instance", "version", "component", "managed-by", "part-of")
 
 
@@ -78,7 +81,7 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 # ---- lint and kinds ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("toggle", ["defaults", "monitoring", "external-redis", "external-redis-ha", "flower",
-                                    "cluster-wide"])
+                                    "flower-ha", "cluster-wide"])
 def test_helm_lint(helm: Helm, toggle: str) -> None:
     args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE]
     for key, value in _flat(TOGGLES[toggle]).items():
@@ -805,36 +808,119 @@ def test_flower(render: Render) -> None:
     assert not [o for o in render() if "flower" in o["metadata"]["name"]]
     objects = render(TOGGLES["flower"])
     dep = one(objects, "Deployment", f"{FULL}-flower")
-    c = dep["spec"]["template"]["spec"]["containers"][0]
+    spec = dep["spec"]["template"]["spec"]
+    c = spec["containers"][0]
     env = env_of(c)
     assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": f"{FULL}-flower", "key": "basic-auth"}
     assert "CELERY_BROKER_URL" not in env and "--broker" not in " ".join(c["command"])  # no password in argv
+    # the upstream image runs the chart's Celery app: files/humanizer_flower.py, mounted on PYTHONPATH
+    assert c["command"] == ["celery", "-A", "humanizer_flower", "flower", "--port=5555"]
+    assert c["envFrom"] == [{"configMapRef": {"name": f"{FULL}-config"}}]
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == env["PYTHONPATH"]["value"])
+    assert mount["readOnly"]
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    app = one(objects, "ConfigMap", volume["configMap"]["name"])["data"]
+    assert app == {"humanizer_flower.py": FLOWER_APP.read_text().rstrip("\n")}
+    assert "checksum/config" in dep["spec"]["template"]["metadata"]["annotations"]
     assert one(objects, "Secret", f"{FULL}-flower")["data"]["basic-auth"]
     assert one(objects, "Service", f"{FULL}-flower")["spec"]["ports"][0]["port"] == 5555
 
 
+FLOWER_APP = CHART / "files" / "humanizer_flower.py"
+# what `celery -A humanizer_flower` loads, printed: the broker settings Flower connects with
+FLOWER_CONF = (
+    "import json\nfrom celery.app.utils import find_app\napp = find_app('humanizer_flower')\n"
+    "c = app.conf\nprint(json.dumps({'url': c.broker_url, 'options': c.broker_transport_options, "
+    "'ssl': c.broker_use_ssl}))"
+)
+
+
+def flower_pod(objects: Objects, given: dict[tuple[str, str], str], root: Path) -> dict[str, str]:
+    """Flower's container laid out under root (its volumes) and its environment, as the kubelet gives them."""
+    spec = one(objects, "Deployment", f"{FULL}-flower")["spec"]["template"]["spec"]
+    return container_files_and_env(objects, spec, spec["containers"][0], given, root)
+
+
+def flower_conf(objects: Objects, given: dict[tuple[str, str], str], root: Path) -> dict[str, Any]:
+    env = flower_pod(objects, given, root)
+    res = subprocess.run([sys.executable, "-c", FLOWER_CONF], capture_output=True, text=True, timeout=60, cwd=root,
+                         env={"PATH": os.environ["PATH"], **env})
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout)  # type: ignore[no-any-return]
+
+
 def test_flower_broker_url_escapes_the_password(render: Render, tmp_path: Path) -> None:
-    """The container's command, run here with a stand-in `celery` that prints what it got."""
+    """The bundled Redis: the password from its Secret, percent-encoded into the URL, never in argv or a ConfigMap."""
     from kombu.utils.url import url_to_parts
 
-    c = one(render(TOGGLES["flower"]), "Deployment", f"{FULL}-flower")["spec"]["template"]["spec"]["containers"][0]
-    assert c["command"][:2] == ["python", "-c"]
-    fake = tmp_path / "celery"
-    fake.write_text('#!/bin/sh\necho "$CELERY_BROKER_URL"\necho "$@"\n')
-    fake.chmod(0o755)
-    password = "p@ss/w:rd#%?&= x"
-    res = subprocess.run([sys.executable, *c["command"][1:]], capture_output=True, text=True, timeout=30,
-                         env={"PATH": f"{tmp_path}:/usr/bin:/bin", "REDIS_PASSWORD": password})
-    assert res.returncode == 0, res.stderr
-    url, args = res.stdout.splitlines()
-    assert args == "flower --port=5555"
-    parts = url_to_parts(url)
+    password = "p@ss/w:rd#%?&=+x"  # (the schema refuses spaces)
+    objects = render({**TOGGLES["flower"], "redis": {"auth": {"password": password}}})
+    conf = flower_conf(objects, {}, tmp_path)
+    parts = url_to_parts(conf["url"])
     assert (parts.password, parts.hostname, parts.port, parts.path) == (password, f"{FULL}-redis", 6379, "0")
-    # external Redis: its URL from the Secret as it is
-    c = one(render({**TOGGLES["flower"], **TOGGLES["external-redis"]}), "Deployment", f"{FULL}-flower")[
-        "spec"]["template"]["spec"]["containers"][0]
-    assert c["command"] == ["celery", "flower", "--port=5555"]
-    assert env_of(c)["CELERY_BROKER_URL"]["valueFrom"]["secretKeyRef"]["name"] == f"{FULL}-external-redis"
+    assert conf["ssl"] is False and "global_keyprefix" not in conf["options"]  # the default prefix: none
+    assert conf["options"]["visibility_timeout"] == 3600
+    assert password not in json.dumps([o for o in objects if o["kind"] == "ConfigMap"])
+    # external Redis by URL: the URL from its Secret as stored (percent-encoded by whoever wrote it)
+    conf = flower_conf(render({**TOGGLES["flower"], **TOGGLES["external-redis"]}), {}, tmp_path / "url")
+    assert conf["url"] == "redis://:pw@redis.example:6379/0"
+
+
+def _same_redis_files(objects: Objects, component: str) -> tuple[list[Any], list[Any]]:
+    spec = one(objects, "Deployment", f"{FULL}-{component}")["spec"]["template"]["spec"]
+    return ([v for v in spec["volumes"] if v["name"].startswith("redis-tls")],
+            [m for m in spec["containers"][0]["volumeMounts"] if m["name"].startswith("redis-tls")])
+
+
+def test_flower_behind_sentinel_with_tls(render: Render, tmp_path: Path) -> None:
+    """externalRedis.sentinel + tls + username + keyPrefix: Flower gets the workers' Redis variables, Secrets,
+    CA bundle and client certificate, and its app connects through the Sentinels as the workers' Celery does."""
+    from humanizer.broker import celery_config
+
+    objects = render(TOGGLES["flower-ha"])
+    flower = one(objects, "Deployment", f"{FULL}-flower")["spec"]["template"]["spec"]
+    worker = one(objects, "Deployment", f"{FULL}-worker")["spec"]["template"]["spec"]
+    f_env, w_env = env_of(flower["containers"][0]), env_of(worker["containers"][0])
+    for name in ("REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD"):
+        assert f_env[name] == w_env[name], name
+    assert "REDIS_URL" not in f_env and flower["containers"][0]["envFrom"] == worker["containers"][0]["envFrom"]
+    assert _same_redis_files(objects, "flower") == _same_redis_files(objects, "worker") != ([], [])
+    given = {("redis-auth", "primary"): "p@ss/w:rd", ("redis-auth", "sentinel"): "s:p@ss",
+             ("redis-ca", "bundle.pem"): "CA PEM", ("redis-client", "tls.crt"): "CRT", ("redis-client", "tls.key"): "K"}
+    conf = flower_conf(objects, given, tmp_path)
+    hosts = ["sentinel-0.redis:26379", "sentinel-1.redis:26379", "sentinel-2.redis:26379"]
+    assert conf["url"] == ";".join(f"sentinel://humanizer:p%40ss%2Fw%3Ard@{h}/2" for h in hosts)
+    options = conf["options"]
+    assert (options["master_name"], options["global_keyprefix"]) == ("prod", "blue:")
+    sentinel_kwargs = options["sentinel_kwargs"]
+    assert sentinel_kwargs["password"] == "s:p@ss" and sentinel_kwargs["ssl"] is True
+    assert Path(sentinel_kwargs["ssl_ca_certs"]).read_text() == "CA PEM"
+    assert conf["ssl"]["ssl_ca_certs"].endswith("/etc/humanizer/redis-tls/ca/bundle.pem")
+    assert Path(conf["ssl"]["ssl_certfile"]).read_text() == "CRT"
+    assert Path(conf["ssl"]["ssl_keyfile"]).read_text() == "K"
+    # the same broker settings as the workers' Celery, from the workers' own container
+    w = container_files_and_env(objects, worker, worker["containers"][0], given, tmp_path)
+    workers = json.loads(json.dumps(celery_config(Settings.model_validate(w)), default=str))
+    assert (conf["url"], conf["options"], conf["ssl"]) == (
+        workers["broker_url"], workers["broker_transport_options"], workers["broker_use_ssl"])
+
+
+def test_flower_over_tls_with_a_url(render: Render, tmp_path: Path) -> None:
+    """externalRedis.url + tls (a CA from a Secret) + username + keyPrefix: rediss:// as the ACL user, the CA
+    bundle verified, the release's own kombu keys."""
+    values = {**TOGGLES["flower"], "redis": {"enabled": False}, "config": {"keyPrefix": "green"},
+              "externalRedis": {"url": "redis://:pw%2F1@redis.example:6380/1", "username": "app",
+                                "tls": {"enabled": True, "caSecret": "redis-ca", "checkHostname": False}}}
+    objects = render(values)
+    flower = one(objects, "Deployment", f"{FULL}-flower")["spec"]["template"]["spec"]
+    assert env_of(flower["containers"][0])["REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == f"{FULL}-external-redis"
+    assert _same_redis_files(objects, "flower") == _same_redis_files(objects, "worker")
+    assert {v["name"] for v in flower["volumes"]} == {"tmp", "app", "redis-tls-ca"}
+    conf = flower_conf(objects, {("redis-ca", "ca.crt"): "CA PEM"}, tmp_path)
+    assert conf["url"] == "rediss://app:pw%2F1@redis.example:6380/1"
+    assert conf["ssl"]["ssl_cert_reqs"] == 2 and conf["ssl"]["ssl_check_hostname"] is False  # ssl.CERT_REQUIRED
+    assert Path(conf["ssl"]["ssl_ca_certs"]).read_text() == "CA PEM"
+    assert conf["options"]["global_keyprefix"] == "green:" and "master_name" not in conf["options"]
 
 
 # ---- monitoring ------------------------------------------------------------------------------------------
@@ -908,8 +994,6 @@ BAD_VALUES = [
     ({"externalRedis": {"sentinel": {"hosts": ["s0:26379"]}}}, "redis.enabled=false"),  # the built-in Redis is on
     ({"redis": {"enabled": False}, "externalRedis": {"url": "redis://r:6379/0", "tls": {
         "enabled": True, "caSecret": "a", "caConfigMap": "b"}}}, "caConfigMap"),
-    ({"redis": {"enabled": False}, "flower": {"enabled": True}, "externalRedis": {
-        "sentinel": {"hosts": ["s0:26379"]}}}, "flower.enabled"),
 ]
 
 

@@ -250,16 +250,15 @@ imagePullSecrets:
 
 {{/* Pod-level pieces ---------------------------------------------------------------------------- */}}
 
-{{/* Environment shared by API, workers and operator: ConfigMap + Redis + provider key. */}}
+{{/* Environment of API, workers and operator: the ConfigMap (Flower too) + Redis + provider key. */}}
 {{- define "humanizer.envFrom" -}}
 envFrom:
   - configMapRef:
       name: {{ include "humanizer.componentName" (dict "ctx" . "component" "config") }}
 {{- end }}
 
-{{- define "humanizer.env" -}}
-- name: HOME
-  value: /tmp
+{{/* The Redis connection's variables from Secrets (the rest is in the ConfigMap): API, workers, operator, Flower. */}}
+{{- define "humanizer.redis.env" -}}
 {{- if .Values.redis.enabled }}
 - name: REDIS_HOST
   value: {{ include "humanizer.redis.host" . }}
@@ -292,6 +291,12 @@ envFrom:
       name: {{ include "humanizer.redis.secretName" . }}
       key: {{ include "humanizer.redis.secretKey" . }}
 {{- end }}
+{{- end }}
+
+{{- define "humanizer.env" -}}
+- name: HOME
+  value: /tmp
+{{- include "humanizer.redis.env" . }}
 {{- if include "humanizer.provider.hasKey" . }}
 - name: OPENAI_API_KEY
   valueFrom:
@@ -439,9 +444,6 @@ affinity:
 {{- end }}
 {{- if and (not .Values.redis.enabled) $ert.caSecret $ert.caConfigMap }}
 {{- fail "externalRedis.tls: set caSecret or caConfigMap, not both" }}
-{{- end }}
-{{- if and (not .Values.redis.enabled) .Values.flower.enabled (or $ers.hosts $ert.enabled) }}
-{{- fail "flower.enabled: Flower is not wired for externalRedis.sentinel or externalRedis.tls; disable it (docs/chart.md)" }}
 {{- end }}
 {{- if and .Values.operator.enabled .Values.operator.autoscaler.enabled (gt (int .Values.operator.autoscaler.minReplicas) (int .Values.operator.autoscaler.maxReplicas)) }}
 {{- fail "operator.autoscaler.minReplicas must not exceed operator.autoscaler.maxReplicas" }}
