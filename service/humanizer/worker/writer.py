@@ -16,8 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from humanizer.jobs.store import ChunkOutput, JobStore
 
-COALESCE_SECONDS = float(os.environ.get("HZ_EXPERIMENT_COALESCE", "0"))
-
 
 class OutputWriter:
     """Queues outputs from the engine's loop and stores them in batches, first writer wins per chunk."""
@@ -41,8 +39,6 @@ class OutputWriter:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            if COALESCE_SECONDS > 0:
-                await asyncio.sleep(COALESCE_SECONDS)
             while self._queue:
                 batch, self._queue = self._queue, []
                 try:
