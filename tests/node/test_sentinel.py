@@ -234,6 +234,21 @@ def restarts(rel: Release) -> dict[str, int]:
             for p in rel.get("pods")["items"]}  # fmt: skip
 
 
+def restart_report(rel: Release, pod: str) -> str:
+    """Why a pod's containers restarted: their last termination, the pod's events, the previous logs."""
+    status = rel.get("pod", pod)
+    created = status["metadata"]["creationTimestamp"]
+    last = [(c["name"], c.get("lastState", {}).get("terminated")) for c in status["status"]["containerStatuses"]]
+    events = rel.k("get", "events", "--field-selector", f"involvedObject.name={pod}", check=False)
+    logs = rel.kubectl("logs", pod, "-n", rel.namespace, "--previous", "--tail=3000", "--all-containers",
+                       check=False)  # fmt: skip
+    routine = ('"logger": "httpx2"', "succeeded in", '"event": "batch.done"')  # a chunk's HTTP call, a batch done
+    lines = [line for line in logs.stdout.splitlines() if not any(r in line for r in routine)]
+    return (f"--- {pod} (created {created}): last terminated {last}\n{events}\n"
+            "previous logs (without HTTP calls and finished batches):\n" + "\n".join(lines[-60:])[-8000:]
+            + logs.stderr[-500:])
+
+
 def test_primary_pod_killed_mid_job_sentinel_promotes_the_replica(
     sentinel_release: tuple[Release, RedisSet],
 ) -> None:
@@ -248,6 +263,7 @@ def test_primary_pod_killed_mid_job_sentinel_promotes_the_replica(
         assert link == "up", f"{REPLICA} was not in sync before the kill: master_link_status {link!r}"
         at_kill = int(job.progress().get("done") or 0)
         t0 = time.monotonic()
+        print(f"\nkilling {PRIMARY} at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
         rel.kubectl("delete", "pod", PRIMARY, "-n", REDIS_NS, "--grace-period=0", "--force")
         job.assert_still_running("the primary pod was deleted")
 
@@ -277,6 +293,7 @@ def test_primary_pod_killed_mid_job_sentinel_promotes_the_replica(
               f"job Succeeded {done_s:.1f}s after the kill, {CHUNKS}/{CHUNKS} chunks once, in order")
         rel.wait_all_ready(timeout=120)
         restarted = {p: n for p, n in restarts(rel).items() if n > restarts_before.get(p, 0)}
-        assert not restarted, f"Humanizer containers restarted over the failover: {restarted}"
+        assert not restarted, f"Humanizer containers restarted over the failover: {restarted}\n" + "\n".join(
+            restart_report(rel, pod) for pod in restarted)
     finally:
         job.delete()
