@@ -23,6 +23,8 @@ new configuration (a test session moving to another Redis) is a new app, not a p
   (``global_keyprefix``), so releases sharing one Redis database never take each other's messages.
 - Redis as configured (redis_client.py): through Sentinel (``sentinel://`` URLs and ``master_name``), with
   TLS (``broker_use_ssl``, ``redis_backend_use_ssl``) and an ACL user, like every other client.
+- The broker transport is kombu's Redis (or Sentinel) transport with one change (:class:`RedisTransport`,
+  :class:`SentinelTransport`): a worker survives losing its broker connection (a failover, a Redis restart).
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 from celery import Celery
 from celery.backends.redis import RedisBackend, SentinelBackend
 from celery.signals import before_task_publish
+from kombu.transport import redis as kombu_redis
 
 from humanizer.config import Settings, get_settings
 from humanizer.redis_client import celery_sentinel_options, celery_ssl
@@ -81,8 +85,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
     url = settings.celery_redis_url()
     sentinel = celery_sentinel_options(settings)
     tls = celery_ssl(settings)
+    transport = SentinelTransport if settings.sentinel_mode else RedisTransport
     return {
         "broker_url": url,
+        "broker_transport": f"{transport.__module__}:{transport.__qualname__}",
         "result_backend": backend_url(url),
         "broker_use_ssl": tls or False,
         "redis_backend_use_ssl": tls,
@@ -131,6 +137,64 @@ def celery_config(settings: Settings) -> dict[str, object]:
         },
         "timezone": "UTC",
     }
+
+
+class _SurvivesConnectionLoss:
+    """A channel of a lost broker connection fails with a connection error, never an AttributeError.
+
+    After a lost broker connection Celery's consumer calls kombu's ``Connection.collect()``, which drops
+    the transport's client (``Transport.client = None``), then ``close()``. kombu's channel then needs that
+    client, or its transport (``Channel.connection``, None once closed), to make a new Redis client in two
+    places, and fails with an AttributeError, which Celery treats as unrecoverable: the worker left (found
+    killing the primary behind Sentinel, with processes and on a real node):
+
+    * closing a channel that ``collect()`` could not close (its close read the reply of a BRPOP in flight,
+      which fails on the dead socket) restores its unacknowledged messages:
+      ``'NoneType' object has no attribute 'hostname'``;
+    * a task that ran through the connection loss acknowledges its message on the closed channel
+      (``acks_late``): ``'NoneType' object has no attribute 'client'``.
+
+    Neither can reach Redis through a dead connection anyway. Closing skips the restore, and an
+    acknowledgement or rejection raises ``redis.ConnectionError``, which Celery logs ("Couldn't ack") and
+    goes on; the messages stay in Redis' unacked set, and the visibility timeout (and the job store's
+    reconciler) bring them back, as after a killed worker (our tasks are idempotent).
+    """
+
+    connection: Any
+    do_restore: bool
+
+    def close(self) -> None:
+        if self.connection is not None and self.connection.client is None:
+            self.do_restore = False
+        super().close()  # type: ignore[misc]
+
+    def _check_open(self, what: str) -> None:
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError(f"cannot {what} a message: its broker connection was lost")
+
+    def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
+        self._check_open("acknowledge")
+        super().basic_ack(delivery_tag, multiple=multiple)  # type: ignore[misc]
+
+    def basic_reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        self._check_open("reject")
+        super().basic_reject(delivery_tag, requeue=requeue)  # type: ignore[misc]
+
+
+class RedisChannel(_SurvivesConnectionLoss, kombu_redis.Channel):
+    pass
+
+
+class SentinelChannel(_SurvivesConnectionLoss, kombu_redis.SentinelChannel):
+    pass
+
+
+class RedisTransport(kombu_redis.Transport):
+    Channel = RedisChannel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
 
 
 _lock = threading.Lock()

@@ -167,3 +167,60 @@ def test_misconfigured_sentinel_and_tls_are_one_line(tmp_path: Path, tls_files: 
         other_ca = make_tls_files(tmp_path / "other-ca").ca_file  # a CA that did not sign the server's certificate
         line = _one_line(_start_worker({**server.env(), "REDIS_TLS_CA_FILE": str(other_ca)}, tmp_path))
         assert "TLS handshake with Redis at rediss://" in line and "CA bundle" in line, line
+
+
+# ---- a lost broker connection: the worker stays ------------------------------------------------------
+
+@pytest.mark.parametrize("sentinel", [False, True], ids=["redis", "sentinel"])
+def test_a_collected_broker_connection_closes_without_restoring(tmp_path: Path, sentinel: bool) -> None:
+    """The state Celery's consumer leaves after a lost connection: ``Connection.collect()`` dropped the
+    transport's client, a channel with unacknowledged messages is closed afterwards, and a task that ran
+    through the loss acknowledges its message on it. kombu's own transport raises AttributeError in both
+    (Celery's consumer: "Unrecoverable error", the worker leaves); ours closes, refuses the late
+    acknowledgement with a connection error (Celery logs it and goes on) and leaves the messages in Redis'
+    unacked set for the visibility timeout."""
+    import kombu
+    from celery import Celery
+    from kombu.transport import redis as kombu_redis
+
+    from humanizer.broker import celery_config
+    from humanizer.config import Settings
+
+    cluster = SentinelCluster(work_dir=tmp_path / "ha", sentinels=1) if sentinel else None
+    server = None if cluster else RedisServer(data_dir=tmp_path / "redis", appendonly=False)
+    try:
+        env = cluster.start().env() if cluster else server.start().env()  # type: ignore[union-attr]
+        settings = Settings(**{k.lower(): v for k, v in env.items()})
+        admin = cluster.primary.client() if cluster else server.client()  # type: ignore[union-attr]
+        for transport in ("kombu", "ours"):
+            app = Celery("t", set_as_current=False)
+            app.conf.update(celery_config(settings))
+            if transport == "kombu":
+                cls = kombu_redis.SentinelTransport if sentinel else kombu_redis.Transport
+                app.conf.broker_transport = f"{cls.__module__}:{cls.__qualname__}"
+            conn = app.connection_for_read()
+            channel = conn.default_channel
+            queue = kombu.Queue(f"t-{transport}", routing_key=f"t-{transport}")
+            kombu.Producer(channel).publish({"n": 1}, routing_key=queue.name, declare=[queue])
+            message = channel.basic_get(queue.name, no_ack=False)
+            assert message is not None  # delivered, not acknowledged
+            conn.transport.client = None  # what Connection.collect() leaves behind
+            if transport == "kombu":
+                with pytest.raises(AttributeError, match="hostname"):
+                    channel.close()
+                channel.connection = None  # as a close that got through leaves it
+                with pytest.raises(AttributeError, match="client"):
+                    message.ack()  # a task that ran through the loss (acks_late)
+            else:
+                channel.close()
+                assert channel.closed
+                with pytest.raises(redis.ConnectionError, match="broker connection was lost"):
+                    message.ack()  # Celery logs "Couldn't ack" and goes on
+            assert admin.hlen("unacked") == 1  # still there, for the visibility timeout to restore
+            admin.delete("unacked", "unacked_index")
+            app.close()
+    finally:
+        if cluster:
+            cluster.cleanup()
+        elif server:
+            server.cleanup()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,9 @@ PROVIDER_VALUES = [
 ]  # fmt: skip
 # The only image values that differ from the README's install on the node tier: Redis comes from the
 # locally built Debian image (no registry here) and its exporter sidecar is off (no exporter image).
+REDIS_IMAGE_REPOSITORY, REDIS_IMAGE_TAG = "localhost/humanizer-redis", "bookworm"
 NODE_IMAGE_VALUES = [
-    "--set", "redis.image.repository=localhost/humanizer-redis", "--set", "redis.image.tag=bookworm",
+    "--set", f"redis.image.repository={REDIS_IMAGE_REPOSITORY}", "--set", f"redis.image.tag={REDIS_IMAGE_TAG}",
     "--set", "redis.metrics.enabled=false",
 ]  # fmt: skip
 
@@ -173,19 +175,24 @@ def fake_llm_objects(image: str, latency: float = 0.2, faults: list[str] | None 
     ]  # fmt: skip
 
 
-def install_release(kubectl: Kubectl, helm: KubeTool, image_values: list[str], app_image: str) -> Release:
+def install_release(
+    kubectl: Kubectl, helm: KubeTool, image_values: list[str], app_image: str, *, namespace: str = NAMESPACE,
+    name: str = RELEASE, values: Sequence[str] = (), objects: Sequence[dict[str, Any]] = (), latency: float = 0.2,
+) -> Release:
     """The README's install, as a user runs it (see the module docstring for what differs).
 
     ``image_values``: the helm values naming images this cluster has; ``app_image``: the project's image
-    (also the fake model's)."""
-    rel = Release(kubectl, helm, app_image=app_image)
+    (also the fake model's). Other scenarios' releases: ``namespace``/``name``, more helm ``values``,
+    ``objects`` applied in the namespace before ``helm install`` (e.g. a Secret the values name), and the
+    fake model's ``latency`` per reply."""
+    rel = Release(kubectl, helm, namespace=namespace, name=name, app_image=app_image)
     t0 = time.monotonic()
     kubectl("create", "namespace", rel.namespace)
     kubectl("label", "namespace", rel.namespace, "pod-security.kubernetes.io/enforce=restricted")
     kubectl("create", "secret", "generic", "openai", "-n", rel.namespace, "--from-literal=openai-api-key=test-key")
-    kubectl.apply(fake_llm_objects(app_image), namespace=rel.namespace)
+    kubectl.apply([*fake_llm_objects(app_image, latency=latency), *objects], namespace=rel.namespace)
     try:
-        helm("install", rel.name, str(CHART), "-n", rel.namespace, *image_values, *PROVIDER_VALUES,
+        helm("install", rel.name, str(CHART), "-n", rel.namespace, *image_values, *PROVIDER_VALUES, *values,
              "--wait", "--timeout", "5m", timeout=330)  # fmt: skip
     except AssertionError as exc:
         not_ready = [p["metadata"]["name"] for p in rel.get("pods")["items"] if not is_ready(p)]
