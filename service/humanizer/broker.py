@@ -202,15 +202,14 @@ _current: tuple[dict[str, object], Celery] | None = None
 
 
 def configure_app(settings: Settings | None = None) -> Celery:
-    """The Celery app for ``settings`` (the environment's when None), made current and default for every
-    thread; idempotent. A different configuration builds a new app and closes the old one (Celery's
-    public ``close``), so a process (a test session, the demo) can move from one Redis to another without
-    reusing clients made for the old one."""
+    """A new Celery app for ``settings`` (the environment's when None), made current and default for every
+    thread; the previous one is closed (Celery's public ``close``). Every call builds a new one, even for an
+    equal configuration: a process (a test session, the demo) that moves to another Redis, or to a new
+    Redis server at the same address, must not reuse the clients, producers and result backend made for
+    the old one (the same app kept them: a ping then failed with "Connection closed by server")."""
     global _current
     config = celery_config(settings or get_settings())
     with _lock:
-        if _current is not None and _current[0] == config:
-            return _current[1]
         if _current is not None:
             _current[1].close()
         celery = Celery("humanizer", include=["humanizer.worker.tasks"], set_as_current=True)

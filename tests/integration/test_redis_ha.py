@@ -216,8 +216,9 @@ def test_a_collected_broker_connection_closes_without_restoring(tmp_path: Path, 
                 assert channel.closed
                 with pytest.raises(redis.ConnectionError, match="broker connection was lost"):
                     message.ack()  # Celery logs "Couldn't ack" and goes on
-            assert admin.hlen("unacked") == 1  # still there, for the visibility timeout to restore
-            admin.delete("unacked", "unacked_index")
+            unacked = f"{settings.broker_key_prefix}unacked"  # kombu's keys under the release's prefix
+            assert admin.hlen(unacked) == 1  # still there, for the visibility timeout to restore
+            admin.delete(unacked, f"{unacked}_index")
             app.close()
     finally:
         if cluster:

@@ -26,14 +26,15 @@ def test_importing_the_broker_configures_no_app() -> None:
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
-def test_configure_is_idempotent_and_a_new_configuration_is_a_new_app(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_configuration_is_a_new_app_and_get_app_returns_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
     from humanizer import broker
     from humanizer.config import Settings
 
     monkeypatch.setattr(broker, "_current", None)
     first = broker.configure_app(Settings(redis_url="redis://127.0.0.1:1/0"))
-    assert broker.configure_app(Settings(redis_url="redis://127.0.0.1:1/0")) is first
     assert broker.get_app() is first
+    again = broker.configure_app(Settings(redis_url="redis://127.0.0.1:1/0"))
+    assert again is not first and broker.get_app() is again  # a restarted Redis at the same address: new clients
     second = broker.configure_app(Settings(redis_url="redis://127.0.0.1:2/0"))
     assert second is not first
     assert second.conf.broker_url.startswith("redis://127.0.0.1:2/")
