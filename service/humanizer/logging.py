@@ -28,8 +28,12 @@ def _scrub(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:
     """Route structlog and the standard library (Celery, kombu, uvicorn) through one renderer."""
     global _configured
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    # JSON: an exception becomes an "exception" string (the traceback), not the repr of an exc_info tuple;
+    # the console renderer formats exc_info itself
+    final: list[Any] = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        if fmt == "json"
+        else [structlog.dev.ConsoleRenderer(colors=False)]
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -49,7 +53,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
         )
     )
     root = logging.getLogger()
