@@ -8,7 +8,7 @@ import pstats
 import time
 from typing import Any
 
-POLL = 0.01
+POLL = 0.002  # the job's status alone (one HGET) is read this often: the end is seen within ~1 ms
 
 
 def run_job(
@@ -38,13 +38,14 @@ def run_job(
     t_sent = time.perf_counter()
     deadline = t0 + timeout
     while True:
-        view = svc.store.view(job["job_id"], with_result=False)
-        if view.status.terminal:
+        status = svc.store.status(job["job_id"])
+        if status is not None and status.terminal:
             break
         if time.perf_counter() > deadline:
-            raise TimeoutError(f"job {job['job_id']} still {view.status.value} after {timeout}s")
+            raise TimeoutError(f"job {job['job_id']} still {status} after {timeout}s")
         time.sleep(POLL)
     t1 = time.perf_counter()
+    view = svc.store.view(job["job_id"], with_result=False)
     if view.status != JobStatus.SUCCESS:
         raise RuntimeError(f"job {job['job_id']} ended {view.status.value}: {view.error}")
     out: dict[str, Any] = {

@@ -49,7 +49,7 @@ class Chunk(BaseModel):
     text: str
     prefix: str = ""
     suffix: str = ""
-    tokens: int = Field(ge=0, description="count_tokens(text)")
+    tokens: int = Field(ge=0, description="count_tokens(text); 0: not counted (pre-split chunks: the worker counts)")
     start: int = Field(ge=0, description="Offset of text in the original document (characters).")
     structure: StructureKind | None = Field(
         default=None,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from humanizer.chunking import reassemble
 from humanizer.jobs import lifecycle
-from humanizer.jobs.chunk_codec import chunk_from_dict
 from humanizer.jobs.models import JobStatus
 from humanizer.jobs.store import JobStore
 from humanizer.verification import VerificationOptions, verify_document
@@ -18,7 +16,7 @@ def merge_job(store: JobStore, job_id: str) -> str:
     Returns ``merged``, ``already_merged``, ``ended`` (cancelled/stopped before), ``failed`` (dead
     letters) or ``incomplete`` (outputs missing without a recorded failure: left for the reconciler).
     """
-    meta, has_result, chunks, outputs, failed = store.merge_inputs(job_id)  # one round trip
+    meta, has_result, layout, outputs, failed = store.merge_inputs(job_id)  # one round trip
     if JobStatus(meta["status"]).terminal:
         return "ended"
     if has_result:
@@ -37,12 +35,13 @@ def merge_job(store: JobStore, job_id: str) -> str:
         )
         return "failed"
     expected = set(range(total))
-    if set(outputs) != expected or set(chunks) != expected:
+    if set(outputs) != expected or layout is None or len(layout) != total:
         missing = sorted(expected - set(outputs))
         store.set_fields(job_id, phase="incomplete", missing=_preview(missing))
         return "incomplete"
-    ordered = [chunk_from_dict(chunks[i]) for i in range(total)]
-    text = reassemble(ordered, [outputs[i] for i in range(total)])
+    # the outputs hold every chunk's final text: rewrites, kept originals, and the passthrough chunks' own
+    # text (stored when the job was created); the layout puts the original whitespace around them
+    text = "".join(f"{prefix}{outputs[i]}{suffix}" for i, (prefix, suffix) in enumerate(layout))
     store.save_result(job_id, text, phase="merged")
     return "merged"
 

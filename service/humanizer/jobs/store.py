@@ -34,6 +34,7 @@ from typing import Any
 
 import redis
 
+from humanizer.chunking import Chunk
 from humanizer.jobs.models import TERMINAL, JobStatus, JobView, Progress, SecondPassFigures, TargetFigures, TellScores
 from humanizer.jobs.scheduler import job_keys as scheduler_keys
 from humanizer.logging import get_logger
@@ -188,6 +189,18 @@ class ChunkOutput:
     cache_ttl: int = 0
 
 
+def _layout(chunks: Mapping[int, Chunk | Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Each chunk's ``(prefix, suffix)`` in index order: with every chunk's final text (the outputs hash
+    holds the rewrites and, from the start, the passthrough chunks' own text) the whole document. The
+    merge reads this instead of decoding every chunk."""
+    def edges(c: Chunk | Mapping[str, Any]) -> tuple[str, str]:
+        if isinstance(c, Chunk):
+            return c.prefix, c.suffix
+        return str(c.get("prefix") or ""), str(c.get("suffix") or "")
+
+    return [edges(chunks[i]) for i in sorted(chunks)]
+
+
 class JobStore:
     def __init__(
         self,
@@ -213,8 +226,8 @@ class JobStore:
         return f"{self.prefix}:job:{job_id}" + (f":{part}" if part else "")
 
     def _all_keys(self, job_id: str) -> list[str]:
-        parts = ("", "chunks", "out", "fail", "flags", "deliveries", "second_pass", "result", "report", "targets",
-                 "served", "route")
+        parts = ("", "chunks", "layout", "out", "fail", "flags", "deliveries", "second_pass", "result", "report",
+                 "targets", "served", "route")
         return [self.key(job_id, p) for p in parts] + scheduler_keys(self.prefix, job_id)
 
     @property
@@ -230,10 +243,12 @@ class JobStore:
         self,
         job_id: str,
         meta: Mapping[str, Any],
-        chunks: Mapping[int, Mapping[str, Any]],
+        chunks: Mapping[int, Chunk | Mapping[str, Any]],
         ready_outputs: Mapping[int, str],
     ) -> None:
-        """Write a new job: its record, its chunks and the outputs of chunks that need no model."""
+        """Write a new job: its record, its chunks (``Chunk`` models, or their dicts) and the outputs of
+        chunks that need no model. Chunks are stored as JSON (pydantic's own encoder for models: ~3 µs a
+        chunk against ~10 µs for dict + ``json.dumps``), with the document's layout for the merge."""
         now = time.time()
         if not self.r.hsetnx(self.key(job_id), "created_at", repr(now)):
             raise JobExists(f"job {job_id} already exists")
@@ -252,7 +267,10 @@ class JobStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.key(job_id), mapping=record)
         if chunks:
-            pipe.hset(self.key(job_id, "chunks"), mapping={str(i): json.dumps(c) for i, c in chunks.items()})
+            pipe.hset(self.key(job_id, "chunks"), mapping={
+                str(i): c.model_dump_json() if isinstance(c, Chunk) else json.dumps(c) for i, c in chunks.items()
+            })
+            pipe.set(self.key(job_id, "layout"), json.dumps(_layout(chunks)))
         if ready_outputs:
             pipe.hset(self.key(job_id, "out"), mapping={str(i): t for i, t in ready_outputs.items()})
         pipe.zadd(self.index_key, {job_id: now})
@@ -334,22 +352,28 @@ class JobStore:
 
     def merge_inputs(
         self, job_id: str
-    ) -> tuple[dict[str, str], bool, dict[int, dict[str, Any]], dict[int, str], dict[int, dict[str, Any]]]:
-        """What a merge reads, in one round trip: the record, whether a result exists, the chunks, the
-        outputs and the failures."""
+    ) -> tuple[dict[str, str], bool, list[tuple[str, str]] | None, dict[int, str], dict[int, dict[str, Any]]]:
+        """What a merge reads, in one round trip: the record, whether a result exists, the document's
+        layout (each chunk's ``(prefix, suffix)`` in order; None if a chunk is missing), the outputs and the
+        failures. A job written before layouts were kept has its layout read from its chunks."""
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(self.key(job_id))
         pipe.exists(self.key(job_id, "result"))
-        pipe.hgetall(self.key(job_id, "chunks"))
+        pipe.get(self.key(job_id, "layout"))
         pipe.hgetall(self.key(job_id, "out"))
         pipe.hgetall(self.key(job_id, "fail"))
-        record, has_result, chunks, outputs, failures = pipe.execute()
+        record, has_result, raw_layout, outputs, failures = pipe.execute()
         if not record:
             raise JobNotFound(job_id)
+        if raw_layout is not None:
+            layout: list[tuple[str, str]] | None = [(p, s) for p, s in json.loads(raw_layout)]
+        else:
+            chunks = {int(i): json.loads(v) for i, v in self.r.hgetall(self.key(job_id, "chunks")).items()}
+            layout = _layout(chunks) if set(chunks) == set(range(len(chunks))) else None
         return (
             self._repaired(job_id, record),
             bool(has_result),
-            {int(i): json.loads(v) for i, v in chunks.items()},
+            layout,
             {int(i): v for i, v in outputs.items()},
             {int(i): json.loads(v) for i, v in failures.items()},
         )

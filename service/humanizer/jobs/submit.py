@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from humanizer.chunking import ChunkingOptions, split_document
 from humanizer.config import Settings, get_settings
 from humanizer.jobs import lifecycle
-from humanizer.jobs.chunk_codec import chunk_to_dict
 from humanizer.jobs.dispatch import dispatch
 from humanizer.jobs.models import JobRequest
 from humanizer.jobs.options import PROVIDER, STYLE
@@ -139,7 +138,7 @@ def submit_job(
     ready = {c.index: c.text for c in chunks if c.kind != "prose"}
     model_indices = [c.index for c in chunks if c.kind == "prose"]
     meta["model_chunks"] = len(model_indices)  # the second pass's budget is a share of these
-    store.create(job_id, meta, {c.index: chunk_to_dict(c) for c in chunks}, ready)
+    store.create(job_id, meta, {c.index: c for c in chunks}, ready)
     lifecycle.submitted(store, job_id)
     task_ids = dispatch(job_id, model_indices, priority=req.priority, tenant=tenant)
     eta = time.time() + estimate_seconds(store, len(model_indices), s)
