@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -70,6 +71,9 @@ COREDNS_IMAGE = "localhost/humanizer-coredns"
 # Where the running node tier's state directory is written: one node tier per machine (it owns the
 # node address and interface names), and `node.py down` finds it even when it was started by pytest.
 CURRENT = Path("/run/humanizer-node-tier")
+# Held (flock) by the process that owns a non-detached node tier: the kernel drops it when that process
+# dies, however it dies, so a tier whose lock is free and whose processes are gone was left by a killed run.
+LOCK = Path("/run/humanizer-node-tier.lock")
 
 # What the kubelet, kube-proxy and the CNI may change, restored at teardown.
 SYSCTLS = (
@@ -259,6 +263,7 @@ class NodeCluster(ControlPlane):
     node_binaries: NodeBinaries = field(default_factory=NodeBinaries.from_cache)
     startup_timeout: float = 120.0
     snapshot: HostSnapshot | None = None
+    _lock_fd: int | None = field(default=None, repr=False)
 
     @property
     def host(self) -> str:
@@ -284,6 +289,8 @@ class NodeCluster(ControlPlane):
             raise ControlPlaneError("the node tier needs root (containerd, kubelet, iptables, mounts)")
         self.binaries.check()
         self.node_binaries.check()
+        self._lock_fd = acquire_tier_lock(LOCK, float(os.environ.get("HUMANIZER_NODE_WAIT_S", "1800")), self.log)
+        recover_interrupted_tier(self.log)
         for leftover in (NODE_IFACE, BRIDGE):
             if Path("/sys/class/net", leftover).exists():
                 owner = CURRENT.read_text().strip() if CURRENT.exists() else "unknown"
@@ -521,6 +528,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         forget_current(self.workdir)
         if remove:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def components_pids(self) -> dict[str, tuple[int, str]]:
         return {n: (c.pid, c.argv[0]) for n, c in self.components.items() if c.pid is not None}
@@ -558,6 +568,59 @@ def teardown_node(
             subprocess.run([binaries.path("kube-proxy"), "--cleanup"], capture_output=True, timeout=60)
     if "containerd" in pids:
         terminate_pids({"containerd": pids["containerd"]}, grace=15)
+
+
+def acquire_tier_lock(path: Path, timeout: float, log: Any) -> int:
+    """Take the host-wide node-tier lock, waiting up to ``timeout`` s for another run to finish.
+
+    Returns the file descriptor holding it (closed by ``stop``, or by the kernel when this process dies).
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    next_note = 0.0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise ControlPlaneError(
+                    f"another node tier run (pid {holder}) still holds {path} after {timeout:.0f}s; "
+                    "one node tier runs per host (HUMANIZER_NODE_WAIT_S sets the wait)"
+                ) from None
+            if time.monotonic() >= next_note:
+                log(f"another node tier run (pid {holder}) holds {path}: waiting for it to finish")
+                next_note = time.monotonic() + 60
+            time.sleep(1)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def tier_processes_alive(workdir: Path) -> bool:
+    """Any process recorded in the tier's state is still running (a detached ``make node-up`` tier)."""
+    try:
+        state = json.loads((workdir / "state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(pid_alive(int(p["pid"]), str(p["exe"])) for p in state.get("processes", {}).values())
+
+
+def recover_interrupted_tier(log: Any) -> None:
+    """With the lock held, a tier recorded in ``CURRENT`` whose processes are all gone was left by a run
+    that was killed before its teardown (its interfaces, iptables rules and mounts are still on the host):
+    tear it down and restore the host from its snapshot. A live detached tier is left alone."""
+    if not CURRENT.exists():
+        return
+    recorded = Path(CURRENT.read_text().strip())
+    if tier_processes_alive(recorded):
+        return
+    if not (recorded / "host-snapshot.json").exists():
+        return  # nothing to restore from; the interface check reports what is left
+    log(f"a node tier left by an interrupted run ({recorded}): tearing it down and restoring the host")
+    down(recorded, log)
 
 
 def forget_current(workdir: Path) -> None:
