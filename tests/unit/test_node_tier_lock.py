@@ -18,9 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "node"))
 
-from controlplane import ControlPlaneError  # noqa: E402
-
-import node  # noqa: E402
+import node  # noqa: E402  (puts tools/cluster on the path for controlplane)
 
 pytestmark = pytest.mark.unit
 
@@ -46,7 +44,7 @@ def test_a_held_lock_makes_the_next_run_wait_then_fail_naming_the_holder(tmp_pat
     notes: list[str] = []
     try:
         t0 = time.monotonic()
-        with pytest.raises(ControlPlaneError, match=f"pid {holder.pid}.*HUMANIZER_NODE_WAIT_S"):
+        with pytest.raises(node.ControlPlaneError, match=f"pid {holder.pid}.*HUMANIZER_NODE_WAIT_S"):
             node.acquire_tier_lock(lock, 1.5, notes.append)
         assert time.monotonic() - t0 >= 1.4  # it waited before giving up
         assert any(f"pid {holder.pid}" in n and "waiting" in n for n in notes)
