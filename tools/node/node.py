@@ -538,7 +538,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     def _write_state(self) -> None:
         super()._write_state()
         state = json.loads((self.workdir / "state.json").read_text())
-        state.update(kind="node", containerd_socket=str(self.containerd_socket),
+        state.update(kind="node", detached=self.detached, containerd_socket=str(self.containerd_socket),
                      node_bin=str(self.node_binaries.node_bin))  # fmt: skip
         (self.workdir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
@@ -615,7 +615,14 @@ def recover_interrupted_tier(log: Any) -> None:
     if not CURRENT.exists():
         return
     recorded = Path(CURRENT.read_text().strip())
-    if tier_processes_alive(recorded):
+    try:
+        detached = bool(json.loads((recorded / "state.json").read_text()).get("detached", True))
+    except (OSError, ValueError):
+        detached = False  # killed before its state was written
+    # A test run's tier is owned by the run that held the lock: with the lock free, its owner is dead, even
+    # while its components are still shutting down (they get SIGTERM when it dies, the API server takes
+    # seconds). A detached ``make node-up`` tier has no owner: it is live while any of its processes runs.
+    if detached and tier_processes_alive(recorded):
         return
     if not (recorded / "host-snapshot.json").exists():
         return  # nothing to restore from; the interface check reports what is left
