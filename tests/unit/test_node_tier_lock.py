@@ -80,26 +80,31 @@ def test_a_lock_freed_while_waiting_is_taken(tmp_path: Path) -> None:
         holder.wait()
 
 
-def _state(workdir: Path, pid: int, exe: str) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "state.json").write_text(json.dumps({"processes": {"kubelet": {"pid": pid, "exe": exe}}}))
+def _state(pid: int, exe: str, detached: bool) -> dict[str, object]:
+    return {"detached": detached, "processes": {"kubelet": {"pid": pid, "exe": exe}}}
 
 
-def test_a_tier_whose_processes_are_gone_is_not_alive(tmp_path: Path) -> None:
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    _state(tmp_path / "dead", gone.pid, sys.executable)
-    assert not node.tier_processes_alive(tmp_path / "dead")
-    assert not node.tier_processes_alive(tmp_path / "never-started")  # killed before its state was written
-
-
-def test_a_tier_with_a_running_process_is_alive(tmp_path: Path) -> None:
+def test_a_test_runs_tier_is_abandoned_once_its_lock_is_free_even_with_processes_still_exiting() -> None:
     running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        _state(tmp_path / "live", running.pid, sys.executable)
-        assert node.tier_processes_alive(tmp_path / "live")
-        _state(tmp_path / "reused-pid", running.pid, "/usr/bin/kubelet")  # same pid, another program
-        assert not node.tier_processes_alive(tmp_path / "reused-pid")
+        assert node.abandoned(_state(running.pid, sys.executable, detached=False))
+        assert node.abandoned(None)  # killed before its state was written
+    finally:
+        running.kill()
+        running.wait()
+
+
+def test_a_detached_tier_is_abandoned_only_when_none_of_its_processes_runs(tmp_path: Path) -> None:
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        assert not node.abandoned(_state(running.pid, sys.executable, detached=True))
+        assert node.abandoned(_state(gone.pid, sys.executable, detached=True))
+        assert node.abandoned(_state(running.pid, "/usr/bin/kubelet", detached=True))  # pid reused by another program
+        (tmp_path / "state.json").write_text(json.dumps(_state(running.pid, sys.executable, detached=True)))
+        assert not node.abandoned(node.read_state(tmp_path))
+        assert node.read_state(tmp_path / "never-started") is None
     finally:
         running.kill()
         running.wait()

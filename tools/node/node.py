@@ -71,8 +71,8 @@ COREDNS_IMAGE = "localhost/humanizer-coredns"
 # Where the running node tier's state directory is written: one node tier per machine (it owns the
 # node address and interface names), and `node.py down` finds it even when it was started by pytest.
 CURRENT = Path("/run/humanizer-node-tier")
-# Held (flock) by the process that owns a non-detached node tier: the kernel drops it when that process
-# dies, however it dies, so a tier whose lock is free and whose processes are gone was left by a killed run.
+# Held (flock) by the process that starts a node tier, until its teardown: the kernel drops it when that
+# process dies, however it dies, so a test run's tier recorded while the lock is free was left by a killed run.
 LOCK = Path("/run/humanizer-node-tier.lock")
 
 # What the kubelet, kube-proxy and the CNI may change, restored at teardown.
@@ -599,30 +599,32 @@ def acquire_tier_lock(path: Path, timeout: float, log: Any) -> int:
     return fd
 
 
-def tier_processes_alive(workdir: Path) -> bool:
-    """Any process recorded in the tier's state is still running (a detached ``make node-up`` tier)."""
+def read_state(workdir: Path) -> dict[str, Any] | None:
+    """The tier's state.json, or None when it was never written (killed during its start) or is unreadable."""
     try:
-        state = json.loads((workdir / "state.json").read_text())
+        return dict(json.loads((workdir / "state.json").read_text()))
     except (OSError, ValueError):
-        return False
-    return any(pid_alive(int(p["pid"]), str(p["exe"])) for p in state.get("processes", {}).values())
+        return None
+
+
+def abandoned(state: dict[str, Any] | None) -> bool:
+    """With the lock held: whether a recorded tier has no owner left and may be torn down.
+
+    A test run's tier is owned by the run that held the lock, so with the lock free its owner is dead, even
+    while its components are still exiting (they get SIGTERM when it dies; the API server takes seconds).
+    A detached ``make node-up`` tier has no owner: it is abandoned only once none of its processes runs."""
+    if state is None or not state.get("detached", True):
+        return True
+    return not any(pid_alive(int(p["pid"]), str(p["exe"])) for p in state.get("processes", {}).values())
 
 
 def recover_interrupted_tier(log: Any) -> None:
-    """With the lock held, a tier recorded in ``CURRENT`` whose processes are all gone was left by a run
-    that was killed before its teardown (its interfaces, iptables rules and mounts are still on the host):
-    tear it down and restore the host from its snapshot. A live detached tier is left alone."""
+    """With the lock held, tear down an abandoned tier recorded in ``CURRENT`` (a run killed before its
+    teardown leaves interfaces, iptables rules and mounts) and restore the host from its snapshot."""
     if not CURRENT.exists():
         return
     recorded = Path(CURRENT.read_text().strip())
-    try:
-        detached = bool(json.loads((recorded / "state.json").read_text()).get("detached", True))
-    except (OSError, ValueError):
-        detached = False  # killed before its state was written
-    # A test run's tier is owned by the run that held the lock: with the lock free, its owner is dead, even
-    # while its components are still shutting down (they get SIGTERM when it dies, the API server takes
-    # seconds). A detached ``make node-up`` tier has no owner: it is live while any of its processes runs.
-    if detached and tier_processes_alive(recorded):
+    if not abandoned(read_state(recorded)):
         return
     if not (recorded / "host-snapshot.json").exists():
         return  # nothing to restore from; the interface check reports what is left
