@@ -26,7 +26,9 @@ Kinds, in priority order where two could start at the same position:
     sentence punctuation (also markdown emphasis, ``’``, ``…`` and CJK punctuation) and closing brackets
     without their opening one are not part of it (``[text](https://x.org/a).`` gives ``https://x.org/a``);
 ``email``
-    ``local@domain.tld`` with a letter-only top-level domain of two or more letters;
+    ``local@domain.tld`` with a letter-only top-level domain of two or more letters, not right after an
+    ``@`` or ``/`` (where no URL starts at ``www.`` either: ``@www.a@b.co`` and ``x//www.a@b.co`` hold
+    neither, so a span has the same kind in its text as alone);
 ``citation``
     ``[1]``, ``[12, 13]``, ``[4–6]``, pandoc ``[@key]`` / ``[see @key, p. 3]`` and author–year
     ``(Smith et al., 2020)``;
@@ -100,7 +102,7 @@ _PATTERNS: tuple[tuple[SpanKind, str], ...] = (
         r"(?:[Hh](?<![^\W_][Hh])[Tt][Tt][Pp][Ss]?://|[Ff](?<![^\W_][Ff])[Tt][Pp]://|[Ww](?<![\w.@/][Ww])[Ww][Ww]\.)"
         r"[^\s<>\"`⟦⟧“”«»]+",
     ),
-    ("email", rf"(?<![\w.%+\-])\w[\w.%+\-]*+@{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,}}(?![\w\-])"),
+    ("email", rf"(?<![\w.%+\-@/])\w[\w.%+\-]*+@{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,}}(?![\w\-])"),
     (
         "citation",
         r"\[\d{1,4}(?:[ \t]*[,–\-][ \t]*\d{1,4}){0,30}\]"

@@ -243,6 +243,16 @@ def test_property_masked_is_verified(text: str) -> None:
     assert_masked_is_verified(text)
 
 
+@pytest.mark.parametrize(
+    "text", ["@www.a@b.co", "x @www.a@b.co y", "wordhttp://www.a@b.co", "a@b@c.co", "www.a@b.co", "@a.b@c.co"]
+)
+def test_a_span_has_the_same_kind_in_context_and_alone(text: str) -> None:
+    """Found by Hypothesis: after an ``@`` or ``/`` the URL rule does not start at ``www.`` but the e-mail
+    rule did, so ``www.a@b.co`` was masked as an e-mail that, read alone, is a URL."""
+    assert_masked_is_verified(text)
+    assert ("email", "www.a@b.co") not in originals(text)
+
+
 def test_fact_spans_lie_inside_protected_spans() -> None:
     text = TRICKY[25] + " " + TRICKY[11] + " " + TRICKY[28]
     top = spans.find_spans(text)
