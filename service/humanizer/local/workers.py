@@ -103,21 +103,36 @@ class WorkerPool:
         return [w for w in self.workers if w.alive]
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Block until every live worker answers a Celery ping."""
+        """Block until every live worker answers a Celery ping.
+
+        Each poll pings over a connection of its own: a broker connection that broke during one poll
+        (CI once saw "Connection closed by server" from a Redis that had just started) is dropped, and the
+        next poll tries again until the deadline, whose error names the last failure.
+        """
+        from kombu.exceptions import OperationalError
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
         from humanizer.broker import get_app
 
         app = get_app()
 
         want = len(self.alive())
         deadline = time.monotonic() + timeout
+        failure = ""
         while time.monotonic() < deadline:
             dead = [w for w in self.workers if w.proc is not None and not w.alive]
             if dead:
                 raise RuntimeError(f"worker {dead[0].name} exited early; see {dead[0].log_path}")
-            replies = app.control.ping(timeout=0.5) or []
+            try:
+                with app.connection_for_write() as conn:
+                    replies = app.control.ping(timeout=0.5, connection=conn) or []
+            except (OperationalError, RedisConnectionError, OSError) as exc:
+                failure = f"; last ping failed: {type(exc).__name__}: {exc}"
+                time.sleep(0.2)
+                continue
             if len(replies) >= want:
                 return
-        raise TimeoutError(f"workers not ready after {timeout}s; logs in {self.log_dir}")
+        raise TimeoutError(f"workers not ready after {timeout}s{failure}; logs in {self.log_dir}")
 
     def stop(self) -> None:
         for w in self.workers:
