@@ -221,8 +221,16 @@ def test_scale_down_stops_busy_workers_without_losing_chunks(loaded: Release) ->
         job = Job(rel, 1000)
         try:
             job.wait_running(at_least=32)
-            busy = [n for n in worker_pods(rel) if chunks_processed(rel, n) > 0]
-            assert len(busy) >= 2, f"expected several busy workers before the scale-down, got {busy}"
+            # A pod's counter shows its first chunks only after they reported back (and its metrics port
+            # answered a kubectl exec): wait for two busy pods, then check the job still runs.
+            busy: list[str] = []
+
+            def several_busy() -> bool:
+                busy[:] = [n for n in worker_pods(rel) if chunks_processed(rel, n) > 0]
+                return len(busy) >= 2
+
+            wait_until(several_busy, 60, "two worker pods with chunks processed", interval=0.5)
+            job.assert_still_running("the scale-down was about to begin")
             rel.k("scale", "deployment", deployment, "--replicas=1")
             job.assert_still_running("the scale-down")
             job.finish()
