@@ -104,7 +104,8 @@ class OrchestrationService:
         poll: float = 0.25,
         on_update: Callable[[JobView], None] | None = None,
     ) -> JobView:
-        """Poll the job record (never ``AsyncResult.get``) until it ends or ``timeout`` passes."""
+        """Wait until the job ends or ``timeout`` passes (never ``AsyncResult.get``): the end is heard at once
+        (``JobStore.wait_ended``); ``on_update`` gets the job's view every ``poll`` seconds meanwhile."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             view = self.store.view(job_id, with_result=False)
@@ -112,9 +113,10 @@ class OrchestrationService:
                 on_update(view)
             if view.status.terminal:
                 return self.store.view(job_id, with_result=True)
-            if deadline is not None and time.monotonic() > deadline:
+            left = poll if deadline is None else deadline - time.monotonic()
+            if left <= 0:
                 raise TimeoutError(f"job {job_id} still {view.status.value} after {timeout}s")
-            time.sleep(poll)
+            self.store.wait_ended(job_id, timeout=min(poll, left))
 
 
 def _style_or_prompt(prompt: str | None) -> tuple[str | None, str | None]:

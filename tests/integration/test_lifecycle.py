@@ -4,6 +4,8 @@ whether the transition was counted once or not at all — is what ``TRANSITIONS`
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +16,7 @@ from humanizer.jobs import lifecycle
 from humanizer.jobs.lifecycle import TRANSITIONS, Transition
 from humanizer.jobs.models import JobStatus
 from humanizer.jobs.replay import redrive
-from humanizer.jobs.store import JobStore
+from humanizer.jobs.store import JobNotFound, JobStore
 from humanizer.jobs.submit import open_store
 
 pytestmark = pytest.mark.integration
@@ -89,3 +91,66 @@ def test_a_suspended_job_runs_no_work_until_resumed(make_stack: Any) -> None:
     assert lifecycle.resume(store, "t-sus") == [1]
     assert store.status("t-sus") == JobStatus.PROGRESS
     assert lifecycle.resume(store, "t-sus") is None, "resumed a job that was not suspended"
+
+
+def _later(seconds: float, action: Callable[[], Any]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), action()), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_waiter_hears_the_end_at_once_without_polling(make_stack: Any) -> None:
+    """``wait_ended`` wakes on the status move's notice: with the re-read 30 s away and a 10 s timeout, only
+    the notice can end the wait ~0.3 s after the job ends; each ended state notifies."""
+    make_stack(workers=0)
+    store = open_store()
+    ends: list[tuple[JobStatus, Callable[[JobStore, str], Any]]] = [
+        (JobStatus.SUCCESS, lifecycle.finish),
+        (JobStatus.FAILURE, lambda s, j: lifecycle.fail(s, j, "x")),
+        (JobStatus.CANCELLED, lifecycle.cancel),
+    ]
+    for status, end in ends:
+        job_id = f"t-wait-{status.value.lower()}"
+        _job_in(store, job_id, JobStatus.PROGRESS)
+        ender = _later(0.3, lambda j=job_id, e=end: e(store, j))  # type: ignore[misc]
+        t0 = time.monotonic()
+        assert store.wait_ended(job_id, timeout=10, recheck=30) == status
+        took = time.monotonic() - t0
+        ender.join()
+        assert 0.25 <= took < 3, f"{status}: the wait ended {took:.2f}s after it began (the job ended at 0.3 s)"
+
+
+def test_a_wait_ends_at_its_timeout_on_a_running_job_and_at_once_on_an_ended_one(make_stack: Any) -> None:
+    make_stack(workers=0)
+    store = open_store()
+    _job_in(store, "t-wait-running", JobStatus.PROGRESS)
+    t0 = time.monotonic()
+    assert store.wait_ended("t-wait-running", timeout=0.5) is None
+    assert 0.45 <= time.monotonic() - t0 < 3
+    _job_in(store, "t-wait-done", JobStatus.SUCCESS)
+    assert store.wait_ended("t-wait-done", timeout=30) == JobStatus.SUCCESS
+    with pytest.raises(JobNotFound):
+        store.wait_ended("t-wait-missing", timeout=1)
+
+
+def test_a_lost_notice_or_a_killed_connection_costs_one_recheck(make_stack: Any) -> None:
+    """The end written without a notice (as after a fail-over that lost it) is found by the re-read; a
+    listener whose connection is killed mid-wait resubscribes and still hears the next end."""
+    make_stack(workers=0)
+    store = open_store()
+    _job_in(store, "t-wait-silent", JobStatus.PROGRESS)
+    _later(0.3, lambda: store.r.hset(store.key("t-wait-silent"), "status", JobStatus.SUCCESS.value))
+    t0 = time.monotonic()
+    assert store.wait_ended("t-wait-silent", timeout=10, recheck=0.5) == JobStatus.SUCCESS
+    assert time.monotonic() - t0 < 3
+
+    _job_in(store, "t-wait-killed", JobStatus.PROGRESS)
+    killed: list[int] = []
+    _later(0.3, lambda: killed.append(int(store.r.client_kill_filter(_type="pubsub"))))
+    ender = _later(1.0, lambda: lifecycle.finish(store, "t-wait-killed"))
+    t0 = time.monotonic()
+    assert store.wait_ended("t-wait-killed", timeout=10, recheck=30) == JobStatus.SUCCESS
+    took = time.monotonic() - t0
+    ender.join()
+    assert killed and killed[0] >= 1, "no subscriber connection was killed while the wait listened"
+    assert 0.9 <= took < 4, f"the wait ended {took:.2f}s after it began (the job ended at 1.0 s)"

@@ -94,6 +94,8 @@ return 1
 
 # KEYS: job, active ; ARGV: new status, now, job id, allowed current states (",A,B,": any if empty), then
 # field/value pairs. Refuses to leave a terminal state, and any state not allowed (jobs/lifecycle.py's table).
+# A move to an ended state is published on ``<job key>:ended`` (``JobStore.wait_ended``), after the record
+# says so: a waiter that hears it reads the final record.
 _SET_STATUS = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return -1 end
@@ -101,7 +103,8 @@ if st == 'SUCCESS' or st == 'FAILURE' or st == 'CANCELLED' then return 0 end
 if st == 'SUSPENDED' and ARGV[1] ~= 'CANCELLED' and ARGV[1] ~= 'FAILURE' then return 0 end
 if ARGV[4] ~= '' and not string.find(ARGV[4], ',' .. st .. ',', 1, true) then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
-if ARGV[1] == 'SUCCESS' or ARGV[1] == 'FAILURE' or ARGV[1] == 'CANCELLED' then
+local ended = ARGV[1] == 'SUCCESS' or ARGV[1] == 'FAILURE' or ARGV[1] == 'CANCELLED'
+if ended then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
   redis.call('ZREM', KEYS[2], ARGV[3])
 end
@@ -110,6 +113,7 @@ if (ARGV[1] == 'STARTED' or ARGV[1] == 'PROGRESS') and not redis.call('HGET', KE
   redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
 end
 for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if ended then redis.call('PUBLISH', KEYS[1] .. ':ended', ARGV[1]) end
 return 1
 """
 
@@ -303,6 +307,33 @@ class JobStore:
     def status(self, job_id: str) -> JobStatus | None:
         value = self.r.hget(self.key(job_id), "status")
         return JobStatus(value) if value else None
+
+    def wait_ended(self, job_id: str, timeout: float, recheck: float = 1.0) -> JobStatus | None:
+        """Block until the job has ended (its status, the moment the record says so) or ``timeout`` seconds
+        pass (None), without polling: the status move publishes on ``<job key>:ended`` and this listens,
+        subscribed before it first reads the status. The status is also re-read every ``recheck`` seconds, so
+        a notice lost with a broken connection or a Redis fail-over costs at most that long."""
+        deadline = time.monotonic() + timeout
+        listener = self.r.pubsub(ignore_subscribe_messages=True)
+        try:
+            listener.subscribe(self.key(job_id, "ended"))
+            while True:
+                status = self.status(job_id)
+                if status is None:
+                    raise JobNotFound(job_id)
+                if status.terminal:
+                    return status
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                try:
+                    listener.get_message(timeout=min(left, recheck))
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    listener.close()  # resubscribe on a fresh connection; the status read says what was missed
+                    listener = self.r.pubsub(ignore_subscribe_messages=True)
+                    listener.subscribe(self.key(job_id, "ended"))
+        finally:
+            listener.close()
 
     def chunk(self, job_id: str, index: int) -> dict[str, Any]:
         raw = self.r.hget(self.key(job_id, "chunks"), str(index))
