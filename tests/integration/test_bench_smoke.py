@@ -60,10 +60,16 @@ def test_json_shape(bench_run: tuple[dict, str, Path]) -> None:
 def test_numbers_are_sane(bench_run: tuple[dict, str, Path]) -> None:
     doc, _, _ = bench_run
     rows = doc["rows"]
-    fan = [r for r in rows if r["scenario"] == "1 fan-out"]
+    fan = [r for r in rows if r["scenario"] == "1 fan-out" and not r["metric"].startswith("CPU ms")]
     assert fan
     for r in fan:
         assert 0 < r["ours"] <= 1.2 and 0 < r["baseline"] <= 1.2
+    cpu = [r for r in rows if r["scenario"] == "1 fan-out" and r["metric"].startswith("CPU ms")]
+    assert len(cpu) == len(doc["meta"]["config"]["fanout_ws"])
+    for r in cpu:  # ours makes the same calls to the same server, and more: its CPU per chunk is higher
+        assert r["ours"] > r["baseline"] > 0 and 0 < r["ratio"] < 1, r
+        assert set(r["details"]["ours_ms"]) == {"client", "workers", "redis", "fake_llm"}
+        assert set(r["details"]["ceiling_ms"]) == {"clients", "fake_llm"}
     ceiling = [r for r in fan if r["baseline_name"] == "SDK calls alone"]  # one per W, a real measurement
     assert len(ceiling) == len(doc["meta"]["config"]["fanout_ws"])
     assert all(
