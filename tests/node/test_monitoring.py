@@ -83,7 +83,7 @@ def prom(node: Any, release: Release) -> Iterator[Prom]:
 def traffic(prom: Prom, release: Release) -> Iterator[tuple[float, float]]:
     """A job with injected 429s, 5xx and one permanent 400 (a dead letter); at the same time a job whose
     provider answers 401 (it stops at once: HumanizerProviderAuthFailure) and a job whose 40 chunks all
-    get a permanent 400 (dead letters: HumanizerChunkFailureRateHigh); then a clean job."""
+    get a permanent 400 (dead letters: HumanizerChunkFailureRateHigh); then five clean jobs."""
     start = time.time()
     release.kubectl.apply(fake_llm_objects(release.app_image, latency=0.2, faults=TRAFFIC_FAULTS),
                           namespace=release.namespace)  # fmt: skip
@@ -104,11 +104,15 @@ def traffic(prom: Prom, release: Release) -> Iterator[tuple[float, float]]:
         assert status["phase"] == "Failed" and "dead" in json.dumps(status).lower(), status
     release.kubectl.apply(fake_llm_objects(release.app_image, latency=0.2), namespace=release.namespace)
     release.k("rollout", "status", "deployment/fake-llm", "--timeout=120s", timeout=130)
-    clean = Job(release, 60, tag="CLEAN")
-    clean.finish()
+    # HumanizerJobFailureRateHigh also wants >= 5 jobs ended in its window, as increase() sees them: an end
+    # counted by a worker pod whose counter Prometheus first scrapes after it (the autoscaler starts pods for
+    # the faulty jobs' backlog) adds nothing, so a few small clean jobs make sure of the count.
+    clean = [Job(release, 60, tag="CLEAN"), *(Job(release, 4, tag=f"CLEAN{k}") for k in range(4))]
+    for job in clean:
+        job.finish()
     time.sleep(15)  # a few more scrapes after the last chunk
     yield start, time.time()
-    for job in (faulty, auth, burst, clean):
+    for job in (faulty, auth, burst, *clean):
         job.delete()
 
 
@@ -285,8 +289,15 @@ def test_failure_rate_alerts_fire_and_resolve(prom: Prom, release: Release, traf
     in a real cluster, once the cause is gone and traffic goes on: enough clean jobs (sized here from
     Prometheus' own figures) bring both ratios under their thresholds."""
     t0 = time.monotonic()
-    took = {name: wait_alert(prom, name, True, 120, "after the traffic's failed jobs and dead letters")
-            for name in ("HumanizerJobFailureRateHigh", "HumanizerChunkFailureRateHigh")}  # fmt: skip
+    try:
+        took = {name: wait_alert(prom, name, True, 120, "after the traffic's failed jobs and dead letters")
+                for name in ("HumanizerJobFailureRateHigh", "HumanizerChunkFailureRateHigh")}  # fmt: skip
+    except AssertionError as exc:
+        seen = {q: scalar(prom, q) for q in (
+            'sum(increase(humanizer_jobs_finished_total{state="failure"}[15m]))',
+            "sum(increase(humanizer_jobs_finished_total[15m]))",
+        )}  # fmt: skip
+        raise AssertionError(f"{exc}; Prometheus now: {seen}") from None
     failed = scalar(prom, 'sum(increase(humanizer_jobs_finished_total{state="failure"}[15m]))')
     ended = scalar(prom, "sum(increase(humanizer_jobs_finished_total[15m]))")
     dead = scalar(prom, 'sum(increase(humanizer_chunks_processed_total{outcome="dead_lettered"}[15m]))')
