@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-import time
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -105,18 +105,21 @@ class OrchestrationService:
         on_update: Callable[[JobView], None] | None = None,
     ) -> JobView:
         """Wait until the job ends or ``timeout`` passes (never ``AsyncResult.get``): the end is heard at once
-        (``JobStore.wait_ended``); ``on_update`` gets the job's view every ``poll`` seconds meanwhile."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            view = self.store.view(job_id, with_result=False)
+        (``JobStore.wait_ended``, one subscription for the whole wait); ``on_update`` gets the job's view every
+        ``poll`` seconds meanwhile, and once more when it has ended."""
+
+        def update() -> None:
             if on_update:
-                on_update(view)
-            if view.status.terminal:
-                return self.store.view(job_id, with_result=True)
-            left = poll if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"job {job_id} still {view.status.value} after {timeout}s")
-            self.store.wait_ended(job_id, timeout=min(poll, left))
+                on_update(self.store.view(job_id, with_result=False))
+
+        status = self.store.wait_ended(
+            job_id, timeout=math.inf if timeout is None else timeout, recheck=poll if on_update else 1.0,
+            on_recheck=update if on_update else None,
+        )
+        if status is None:
+            raise TimeoutError(f"job {job_id} still {self.store.status(job_id)} after {timeout}s")
+        update()
+        return self.store.view(job_id, with_result=True)
 
 
 def _style_or_prompt(prompt: str | None) -> tuple[str | None, str | None]:

@@ -154,3 +154,24 @@ def test_a_lost_notice_or_a_killed_connection_costs_one_recheck(make_stack: Any)
     ender.join()
     assert killed and killed[0] >= 1, "no subscriber connection was killed while the wait listened"
     assert 0.9 <= took < 4, f"the wait ended {took:.2f}s after it began (the job ended at 1.0 s)"
+
+
+def test_orchestration_wait_shows_progress_and_returns_when_the_job_ends(make_stack: Any) -> None:
+    """``OrchestrationService.wait``: ``on_update`` gets a view every ``poll`` seconds while the job runs and
+    the ended one last; the wait returns at the end (not at a poll) and times out on a job that runs on."""
+    from humanizer.orchestration import OrchestrationService
+
+    make_stack(workers=0)
+    svc = OrchestrationService()
+    _job_in(svc.store, "t-owait", JobStatus.PROGRESS)
+    seen: list[JobStatus] = []
+    ender = _later(0.6, lambda: lifecycle.finish(svc.store, "t-owait"))
+    t0 = time.monotonic()
+    view = svc.wait("t-owait", timeout=10, poll=0.1, on_update=lambda v: seen.append(v.status))
+    took = time.monotonic() - t0
+    ender.join()
+    assert view.status is JobStatus.SUCCESS and 0.55 <= took < 3, took
+    assert len(seen) >= 3 and set(seen[:-1]) == {JobStatus.PROGRESS} and seen[-1] is JobStatus.SUCCESS, seen
+    _job_in(svc.store, "t-owait-runs", JobStatus.PROGRESS)
+    with pytest.raises(TimeoutError, match="still PROGRESS"):
+        svc.wait("t-owait-runs", timeout=0.5, poll=30)

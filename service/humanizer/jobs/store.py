@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -308,11 +308,14 @@ class JobStore:
         value = self.r.hget(self.key(job_id), "status")
         return JobStatus(value) if value else None
 
-    def wait_ended(self, job_id: str, timeout: float, recheck: float = 1.0) -> JobStatus | None:
+    def wait_ended(
+        self, job_id: str, timeout: float, recheck: float = 1.0, on_recheck: Callable[[], None] | None = None
+    ) -> JobStatus | None:
         """Block until the job has ended (its status, the moment the record says so) or ``timeout`` seconds
         pass (None), without polling: the status move publishes on ``<job key>:ended`` and this listens,
         subscribed before it first reads the status. The status is also re-read every ``recheck`` seconds, so
-        a notice lost with a broken connection or a Redis fail-over costs at most that long."""
+        a notice lost with a broken connection or a Redis fail-over costs at most that long; ``on_recheck``
+        runs after each read that finds the job still running (a progress display)."""
         deadline = time.monotonic() + timeout
         listener = self.r.pubsub(ignore_subscribe_messages=True)
         try:
@@ -323,6 +326,8 @@ class JobStore:
                     raise JobNotFound(job_id)
                 if status.terminal:
                     return status
+                if on_recheck is not None:
+                    on_recheck()
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
