@@ -2,7 +2,9 @@
 
 ``P`` processes each run ``asyncio`` + ``openai.AsyncOpenAI`` on the SDK's aiohttp client with ``W/P``
 calls in flight, over their share of the same N chunks, against the same fake server. Each makes the very
-call our provider makes (``client.post("/chat/completions", body=..., cast_to=dict)``). There is no queue,
+call our provider makes (``client.post("/chat/completions", body=..., cast_to=dict)``) with the very body
+it sends for that chunk (``bodies``: the system prompt, the chunk in ``<text>`` tags, the sized
+``max_tokens``), built before the clock starts. There is no queue,
 no Redis, no job record and no merge; the chunks are in memory before the clock starts and every process
 starts at the same moment. No design that calls the provider through the SDK with P processes on this
 machine can beat this number, so it is the ceiling our fan-out is measured against (scenario 1).
@@ -28,26 +30,47 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 
 
+def bodies(texts: list[str], model: str = "fake-model") -> list[dict[str, Any]]:
+    """The request bodies our provider sends for ``texts`` as pre-split chunks of a job with default options
+    (``OpenAIProvider._body`` of the worker's ``RewriteRequest``: style, no context, ``max_tokens`` sized
+    from the chunk's tokens as the pipeline sizes it)."""
+    from humanizer.chunking import count_tokens
+    from humanizer.config import Settings
+    from humanizer.providers import RewriteRequest
+    from humanizer.providers.openai_provider import OpenAIProvider
+    from humanizer.providers.sizing import size_max_tokens
+
+    s = Settings()
+    provider = OpenAIProvider(api_key="unused", model=model, max_tokens=s.openai_max_tokens)
+    out = []
+    for text in texts:
+        cap = size_max_tokens(count_tokens(text), s.openai_max_tokens, s.max_tokens_ratio, s.max_tokens_margin)
+        out.append(provider._body(RewriteRequest(text=text, style=s.style, max_tokens=cap))[1])
+    return out
+
+
 async def _calls(url: str, key: str, texts: list[str], w: int, go: Any) -> dict[str, float]:
     import openai
+
+    warm = bodies([f"warm-up {os.getpid()} {i}" for i in range(w)])
+    todo = bodies(texts)
 
     client = openai.AsyncOpenAI(
         base_url=url, api_key=key, max_retries=0, timeout=60.0, http_client=openai.DefaultAioHttpClient()
     )
     slots = asyncio.Semaphore(w)
 
-    async def one(text: str) -> None:
+    async def one(body: dict[str, Any]) -> None:
         async with slots:
-            body = {"model": "fake-model", "messages": [{"role": "user", "content": text}], "max_tokens": 1024}
             reply = await client.post("/chat/completions", body=body, cast_to=dict)
             if not reply["choices"][0]["message"]["content"]:
                 raise RuntimeError("empty reply")
 
     async with client:
-        await asyncio.gather(*(one(f"warm-up {os.getpid()} {i}") for i in range(w)))  # connections, imports
+        await asyncio.gather(*(one(b) for b in warm))  # connections, imports
         await asyncio.to_thread(go)
         cpu = time.process_time()
-        await asyncio.gather(*(one(t) for t in texts))
+        await asyncio.gather(*(one(b) for b in todo))
         return {"finished": time.monotonic(), "cpu_seconds": time.process_time() - cpu}
 
 

@@ -223,13 +223,17 @@ def test_scale_down_stops_busy_workers_without_losing_chunks(loaded: Release) ->
             job.wait_running(at_least=32)
             # A pod's counter shows its first chunks only after they reported back (and its metrics port
             # answered a kubectl exec): wait for two busy pods, then check the job still runs.
-            busy: list[str] = []
+            counts: dict[str, float] = {}
 
             def several_busy() -> bool:
-                busy[:] = [n for n in worker_pods(rel) if chunks_processed(rel, n) > 0]
-                return len(busy) >= 2
+                counts.clear()
+                counts.update({n: chunks_processed(rel, n) for n in worker_pods(rel)})
+                return sum(1 for c in counts.values() if c > 0) >= 2
 
-            wait_until(several_busy, 60, "two worker pods with chunks processed", interval=0.5)
+            try:
+                wait_until(several_busy, 60, "two worker pods with chunks processed", interval=0.5)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; chunks per pod {counts}, job {job.progress()}") from None
             job.assert_still_running("the scale-down was about to begin")
             rel.k("scale", "deployment", deployment, "--replicas=1")
             job.assert_still_running("the scale-down")
