@@ -45,6 +45,7 @@ from humanizer_operator.autoscaler import (
     POD_DELETION_COST,
     REDIS_UNAVAILABLE,
     SCALE_DOWN,
+    STEADY,
     BrokerCounts,
     Decision,
     Observation,
@@ -238,6 +239,17 @@ class Autoscaler:
         if decision.changes:
             if decision.reason == SCALE_DOWN and decision.desired > 0 and self.op.pod_deletion_cost:
                 self.steer_scale_down(namespace, selector)
+            # Read again just before the patch: a pause set or a manual scale made while this tick decided
+            # (steering asks the workers, which takes a while) wins over the decision, instead of being undone.
+            now = k8s.apps().read_namespaced_deployment(name, namespace)
+            if (now.metadata.annotations or {}).get(k8s.PAUSE_ANNOTATION, "").lower() == "true":
+                return self._record(Decision(current, PAUSED, current, f"annotation {k8s.PAUSE_ANNOTATION}=true"),
+                                    current, False)
+            replicas = int(now.spec.replicas if now.spec.replicas is not None else 1)
+            if replicas != current:
+                return self._record(Decision(replicas, STEADY, decision.recommended,
+                                             f"replicas changed {current} -> {replicas} while deciding: next tick"),
+                                    replicas, False)
             k8s.apps().patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": decision.desired}})
             patched = True
         elif self.last_costs and dep.status is not None and dep.status.replicas == current:
