@@ -217,7 +217,7 @@ class Autoscaler:
         }
         current = int(dep.spec.replicas if dep.spec.replicas is not None else 1)
         metrics.READY_REPLICAS.set(int((dep.status.ready_replicas if dep.status is not None else 0) or 0))
-        if (dep.metadata.annotations or {}).get(k8s.PAUSE_ANNOTATION, "").lower() == "true":
+        if _paused(dep):
             return self._record(Decision(current, PAUSED, current, f"annotation {k8s.PAUSE_ANNOTATION}=true"),
                                 current, False)
         if work is not None:
@@ -242,13 +242,10 @@ class Autoscaler:
             # Read again just before the patch: a pause set or a manual scale made while this tick decided
             # (steering asks the workers, which takes a while) wins over the decision, instead of being undone.
             now = k8s.apps().read_namespaced_deployment(name, namespace)
-            if (now.metadata.annotations or {}).get(k8s.PAUSE_ANNOTATION, "").lower() == "true":
-                return self._record(Decision(current, PAUSED, current, f"annotation {k8s.PAUSE_ANNOTATION}=true"),
-                                    current, False)
             replicas = int(now.spec.replicas if now.spec.replicas is not None else 1)
-            if replicas != current:
-                return self._record(Decision(replicas, STEADY, decision.recommended,
-                                             f"replicas changed {current} -> {replicas} while deciding: next tick"),
+            if _paused(now) or replicas != current:
+                return self._record(Decision(replicas, PAUSED if _paused(now) else STEADY, decision.recommended,
+                                             f"paused or scaled ({current} -> {replicas}) while deciding"),
                                     replicas, False)
             k8s.apps().patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": decision.desired}})
             patched = True
@@ -351,6 +348,11 @@ class Autoscaler:
             k8s.post_event(self._deployment, "Warning", "AutoscalerHold", message)
         except ApiException as exc:
             log.warning("cannot post the AutoscalerHold event: %s", exc.reason)
+
+
+def _paused(dep: Any) -> bool:
+    """The worker Deployment carries the pause annotation (manual control)."""
+    return (dep.metadata.annotations or {}).get(k8s.PAUSE_ANNOTATION, "").lower() == "true"
 
 
 async def run(scaler: Autoscaler, stop: asyncio.Event) -> None:
