@@ -239,19 +239,38 @@ class Autoscaler:
         if decision.changes:
             if decision.reason == SCALE_DOWN and decision.desired > 0 and self.op.pod_deletion_cost:
                 self.steer_scale_down(namespace, selector)
-            # Read again just before the patch: a pause set or a manual scale made while this tick decided
-            # (steering asks the workers, which takes a while) wins over the decision, instead of being undone.
-            now = k8s.apps().read_namespaced_deployment(name, namespace)
-            replicas = int(now.spec.replicas if now.spec.replicas is not None else 1)
-            if _paused(now) or replicas != current:
-                return self._record(Decision(replicas, PAUSED if _paused(now) else STEADY, decision.recommended,
-                                             f"paused or scaled ({current} -> {replicas}) while deciding"),
-                                    replicas, False)
-            k8s.apps().patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": decision.desired}})
+            if not self._patch_scale(name, namespace, current, decision):
+                now = k8s.apps().read_namespaced_deployment(name, namespace)
+                replicas = int(now.spec.replicas if now.spec.replicas is not None else 1)
+                reason = PAUSED if _paused(now) else STEADY
+                detail = f"the Deployment changed while deciding (replicas {current} -> {replicas}): next tick decides"
+                return self._record(Decision(replicas, reason, decision.recommended, detail), replicas, False)
             patched = True
         elif self.last_costs and dep.status is not None and dep.status.replicas == current:
             self.clear_costs(namespace, selector)  # the ReplicaSet has removed its pods: the costs are spent
         return self._record(decision, current, patched)
+
+    def _patch_scale(self, name: str, namespace: str, current: int, decision: Decision) -> bool:
+        """Set the Deployment's replicas to the decision unless someone else moved first; False if they did.
+
+        Steering a scale-down asks the workers, which takes a while, and a pause annotation or a manual
+        ``kubectl scale`` made meanwhile must win instead of being undone. So the Deployment is read again,
+        and the scale is patched with that read's resourceVersion as a precondition: a change between the
+        read and the patch (milliseconds) makes the API server answer 409, and the next tick decides
+        again from what is there then."""
+        now = k8s.apps().read_namespaced_deployment(name, namespace)
+        replicas = int(now.spec.replicas if now.spec.replicas is not None else 1)
+        if _paused(now) or replicas != current:
+            return False
+        body = {"metadata": {"resourceVersion": now.metadata.resource_version},
+                "spec": {"replicas": decision.desired}}
+        try:
+            k8s.apps().patch_namespaced_deployment_scale(name, namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            return False
+        return True
 
     # ---- scale-down victims -------------------------------------------------------------------
     def pod_in_flight(self, pods: list[str]) -> dict[str, int | None]:
