@@ -102,16 +102,22 @@ def layout(w: int) -> tuple[int, int]:
     return 2, w // 2
 
 
-#: Chunks per task for our workers in the fan-out scenarios (HUMANIZER_BATCH_SIZE's default).
+#: The smallest batch (chunks per task) our workers get in the fan-out scenarios (HUMANIZER_BATCH_SIZE's
+#: default).
 BATCH = 16
+#: Batch tasks each worker process holds: with batches of half its call slots, it holds twice as many chunks
+#: as it runs, so the next batch is ready when slots free up.
+HELD = 4
 
 
 def our_layout(w: int) -> tuple[int, int, dict[str, str]]:
     """The same W for our workers: (processes, batch tasks held each, settings). Each process has W/processes
-    call slots (HUMANIZER_WORKER_CALLS) and holds twice as many chunks, so the next batch is ready when
-    slots free up."""
+    call slots (HUMANIZER_WORKER_CALLS) and holds ``HELD`` batches of half that many chunks (at least
+    ``BATCH``): 32 slots, batches of 16; 64 slots, batches of 32. The shape is the same at every W: the
+    Celery work per batch (its message, its task, its bookkeeping) is paid per ``calls / 2`` chunks, and
+    group commits of outputs (``worker/writer.py``) carry a batch's outputs at a time."""
     procs, calls = layout(w)
-    batch = min(BATCH, calls)
+    batch = min(calls, max(BATCH, calls // 2))
     held = max(1, 2 * calls // batch)
     return procs, held, {"HUMANIZER_WORKER_CALLS": str(calls), "HUMANIZER_BATCH_SIZE": str(batch)}
 

@@ -3,7 +3,8 @@
 Ours (the chord via ``OrchestrationService``) against a plain Celery chord of the same HTTP call
 (``bench.baselines.plain_celery``), same Redis server (db 1), same worker processes, same W: the plain
 chord runs W/processes threads per process; ours has W/processes call slots per process
-(``HUMANIZER_WORKER_CALLS``) fed by batch tasks of 16 chunks (``bench.common.our_layout``).
+(``HUMANIZER_WORKER_CALLS``) fed by batch tasks of half that many chunks, at least 16
+(``bench.common.our_layout``).
 efficiency = ceil(N/W) × latency / makespan. Target: ≥ 1.4 × the plain chord at W = 64.
 
 A second row per W puts ours against the SDK ceiling (``bench.baselines.sdk_processes``): the same calls

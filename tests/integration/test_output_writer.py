@@ -126,3 +126,54 @@ def test_a_writer_cancelled_before_it_ran_does_not_strand_later_outputs(store: J
 
     assert asyncio.run(scenario()) == [True, True]
     assert store.outputs("j5") == {0: "a", 1: "b"}
+
+
+def test_outputs_with_more_to_come_wait_for_the_last_one_and_share_its_round_trip(store: JobStore) -> None:
+    """A trickle (one output every 2 ms, as a wide job's chunks end) marked ``last=False`` is held until the
+    batch's last output arrives, then written together with it: one round trip, not one per output."""
+    counting = CountingStore(store)
+    new_job(store, "j6", 8)
+    writer = OutputWriter(counting, linger=5.0)  # the bound is not what ends the wait here
+
+    async def trickle() -> tuple[list[bool], list[int]]:
+        seen: list[int] = []
+        saves = []
+        for i in range(8):
+            saves.append(asyncio.ensure_future(writer.save(ChunkOutput("j6", i, f"out {i}"), last=i == 7)))
+            await asyncio.sleep(0.002)
+            seen.append(len(counting.writes))
+        return list(await asyncio.wait_for(asyncio.gather(*saves), 10)), seen
+
+    firsts, seen = asyncio.run(trickle())
+    assert firsts == [True] * 8
+    assert seen[:7] == [0] * 7, seen  # nothing written while more was coming
+    assert counting.writes == [8] and writer.writes == 1
+    assert store.meta("j6")["done"] == "8"
+
+
+def test_a_held_output_is_written_after_the_linger_at_most(store: JobStore) -> None:
+    counting = CountingStore(store)
+    new_job(store, "j7", 2)
+    writer = OutputWriter(counting, linger=0.05)
+
+    async def held() -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = await asyncio.wait_for(writer.save(ChunkOutput("j7", 0, "a"), last=False), 5)
+        return first, loop.time() - started
+
+    first, waited = asyncio.run(held())
+    assert first is True and counting.writes == [1]
+    assert 0.04 <= waited < 1.0, waited  # it waited for company, and not for ever
+
+    async def flushed() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        save = asyncio.ensure_future(writer.save(ChunkOutput("j7", 1, "b"), last=False))
+        await asyncio.sleep(0)
+        writer.flush()  # the batch's other chunks ended without an output: nothing else is coming
+        await asyncio.wait_for(save, 5)
+        return loop.time() - started
+
+    assert asyncio.run(flushed()) < 0.04
+    assert counting.writes == [1, 1]
