@@ -114,8 +114,7 @@ def our_layout(w: int) -> tuple[int, int, dict[str, str]]:
     """The same W for our workers: (processes, batch tasks held each, settings). Each process has W/processes
     call slots (HUMANIZER_WORKER_CALLS) and holds ``HELD`` batches of half that many chunks (at least
     ``BATCH``): 32 slots, batches of 16; 64 slots, batches of 32. The shape is the same at every W: the
-    Celery work per batch (its message, its task, its bookkeeping) is paid per ``calls / 2`` chunks, and
-    group commits of outputs (``worker/writer.py``) carry a batch's outputs at a time."""
+    Celery work per batch (its message, its task, its bookkeeping) is paid per ``calls / 2`` chunks."""
     procs, calls = layout(w)
     batch = min(calls, max(BATCH, calls // 2))
     held = max(1, 2 * calls // batch)

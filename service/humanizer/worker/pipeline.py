@@ -50,7 +50,7 @@ from humanizer.worker.factories import (
     target_provider,
 )
 from humanizer.worker.retry_policy import retry_countdown
-from humanizer.worker.writer import OutputWriter, get_writer
+from humanizer.worker.writer import get_writer
 
 log = get_logger("humanizer.worker")
 _rng = random.Random()
@@ -224,41 +224,10 @@ async def _call_all(
     chain = chain or _chain(store, meta)
     routes = routes or {}
     figures = figures if figures is not None else _new_figures()
-    running = _Running(len(todo), get_writer(store))
-
-    async def one(i: int) -> _Call:
-        call = await _call_one(engine, retries, store, job_id, meta, i, chunks[i], keys.get(i, ""), chain,
-                               routes.get(i), figures, running)
-        if call.outcome not in _SAVED:
-            running.leave()
-        return call
-
-    return list(await asyncio.gather(*(one(i) for i in todo)))
-
-
-_SAVED = ("stored", "duplicate")  # outcomes that went through the writer (``_Running.arrive``)
-
-
-class _Running:
-    """The chunks of one batch still running: an output written while others run may wait for theirs and
-    share one round trip (``OutputWriter.save(last=False)``); the last one is written at once, since the
-    batch task waits for it."""
-
-    __slots__ = ("left", "writer")
-
-    def __init__(self, left: int, writer: OutputWriter) -> None:
-        self.left, self.writer = left, writer
-
-    def arrive(self) -> bool:
-        """A chunk is about to write its output; True when no other chunk of the batch is still running."""
-        self.left -= 1
-        return self.left <= 0
-
-    def leave(self) -> None:
-        """A chunk ended without an output: if it was the last one running, the waiting outputs go now."""
-        self.left -= 1
-        if self.left <= 0:
-            self.writer.flush()
+    return list(await asyncio.gather(
+        *(_call_one(engine, retries, store, job_id, meta, i, chunks[i], keys.get(i, ""), chain, routes.get(i),
+                    figures) for i in todo)
+    ))
 
 
 class _JobEnded(Exception):
@@ -466,7 +435,7 @@ async def _complete_rewrite(call: _Caller, request: RewriteRequest, tokens: int,
 async def _call_one(
     engine: CallEngine, retries: int, store: JobStore, job_id: str, meta: dict[str, str], index: int,
     chunk: dict[str, Any], key: str, chain: list[_Hop] | None = None, route: tuple[int, int] | None = None,
-    figures: dict[str, _Figures] | None = None, running: _Running | None = None,
+    figures: dict[str, _Figures] | None = None,
 ) -> _Call:
     """One chunk: mask, call its target (``_complete_rewrite``), unmask, store.
 
@@ -575,7 +544,7 @@ async def _call_one(
     first = await get_writer(store).save(ChunkOutput(
         job_id, index, output, tokens_in, tokens_out,
         key, s.chunk_cache_ttl_seconds if key else 0,
-    ), last=running.arrive() if running is not None else True)
+    ))
     seconds = time.monotonic() - started
     if first and chained:
         figures[served]["chunks"] += 1
