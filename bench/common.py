@@ -105,16 +105,14 @@ def layout(w: int) -> tuple[int, int]:
 #: The smallest batch (chunks per task) our workers get in the fan-out scenarios (HUMANIZER_BATCH_SIZE's
 #: default).
 BATCH = 16
-#: Batch tasks each worker process holds: with batches of half its call slots, it holds twice as many chunks
-#: as it runs, so the next batch is ready when slots free up.
-HELD = 4
 
 
 def our_layout(w: int) -> tuple[int, int, dict[str, str]]:
     """The same W for our workers: (processes, batch tasks held each, settings). Each process has W/processes
-    call slots (HUMANIZER_WORKER_CALLS) and holds ``HELD`` batches of half that many chunks (at least
-    ``BATCH``): 32 slots, batches of 16; 64 slots, batches of 32. The shape is the same at every W: the
-    Celery work per batch (its message, its task, its bookkeeping) is paid per ``calls / 2`` chunks."""
+    call slots (HUMANIZER_WORKER_CALLS) and holds twice as many chunks as it runs, so the next batch is
+    ready when slots free up: 4 batches of half its slots (at least ``BATCH`` chunks; 32 slots, batches of
+    16; 64 slots, batches of 32). The shape is the same at every W: the Celery work per batch (its message,
+    its task, its bookkeeping) is paid per ``calls / 2`` chunks."""
     procs, calls = layout(w)
     batch = min(calls, max(BATCH, calls // 2))
     held = max(1, 2 * calls // batch)

@@ -239,8 +239,8 @@ class Autoscaler:
         if decision.changes:
             if decision.reason == SCALE_DOWN and decision.desired > 0 and self.op.pod_deletion_cost:
                 self.steer_scale_down(namespace, selector)
-            if not self._patch_scale(name, namespace, current, decision):
-                now = k8s.apps().read_namespaced_deployment(name, namespace)
+            now = self._patch_scale(name, namespace, current, decision)
+            if now is not None:
                 replicas = int(now.spec.replicas if now.spec.replicas is not None else 1)
                 reason = PAUSED if _paused(now) else STEADY
                 detail = f"the Deployment changed while deciding (replicas {current} -> {replicas}): next tick decides"
@@ -250,8 +250,9 @@ class Autoscaler:
             self.clear_costs(namespace, selector)  # the ReplicaSet has removed its pods: the costs are spent
         return self._record(decision, current, patched)
 
-    def _patch_scale(self, name: str, namespace: str, current: int, decision: Decision) -> bool:
-        """Set the Deployment's replicas to the decision unless someone else moved first; False if they did.
+    def _patch_scale(self, name: str, namespace: str, current: int, decision: Decision) -> Any | None:
+        """Set the Deployment's replicas to the decision unless someone else moved first. Returns None when
+        it patched, else the Deployment as it is now.
 
         Steering a scale-down asks the workers, which takes a while, and a pause annotation or a manual
         ``kubectl scale`` made meanwhile must win instead of being undone. So the Deployment is read again,
@@ -261,7 +262,7 @@ class Autoscaler:
         now = k8s.apps().read_namespaced_deployment(name, namespace)
         replicas = int(now.spec.replicas if now.spec.replicas is not None else 1)
         if _paused(now) or replicas != current:
-            return False
+            return now
         body = {"metadata": {"resourceVersion": now.metadata.resource_version},
                 "spec": {"replicas": decision.desired}}
         try:
@@ -269,8 +270,8 @@ class Autoscaler:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            return False
-        return True
+            return k8s.apps().read_namespaced_deployment(name, namespace)
+        return None
 
     # ---- scale-down victims -------------------------------------------------------------------
     def pod_in_flight(self, pods: list[str]) -> dict[str, int | None]:
