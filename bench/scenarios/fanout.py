@@ -109,7 +109,8 @@ def run(ctx: Context) -> list[Row]:
                 f"≥ {plain_target} × plain" if plain_target else "info",
                 (vs_plain is not None and vs_plain >= plain_target) if plain_target else None,
                 note=f"ours {n / median(r['makespan'] for r in ours):.0f} chunks/s, "
-                f"plain {n / median(r['makespan'] for r in plain):.0f}/s; ideal {ideal:.1f} s",
+                f"plain {n / median(r['makespan'] for r in plain):.0f}/s; ideal {ideal:.1f} s; "
+                + _reachable(plain_eff, sdk_eff),
                 details={
                     "n": n,
                     "w": w,
@@ -172,6 +173,13 @@ def _cpu_row(w: int, n: int, procs: int, ours: list[dict[str, Any]], sdk: list[d
         f"{bound_ours:.2f} s (ours) and {bound_sdk:.2f} s (ceiling) of the {ideal_makespan(n, w, latency):.1f} s ideal",
         details={"n": n, "w": w, "processes": procs, "cores": cores, "ours_ms": groups, "ceiling_ms": sdk_groups},
     )
+
+
+def _reachable(plain_eff: float, sdk_eff: float | None) -> str:
+    """What the ratio to the plain chord can be at most in this run: the ideal makespan (efficiency 1.0)
+    over plain's, and what the SDK's calls alone (the ceiling) reach over plain's."""
+    bound = f"at most {1 / plain_eff:.2f} × plain for any system (efficiency 1.0)"
+    return bound + (f", {sdk_eff / plain_eff:.2f} for the SDK's calls alone" if sdk_eff else "")
 
 
 def _r(x: float | None) -> float | None:
