@@ -11,9 +11,10 @@ from the project's own image as a pod behind a Service (``fake-llm``), reached t
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,18 @@ class Release:
         """Print the namespace's state (shows up only when a test failed: pytest captures it)."""
         proc = self.kubectl("get", "all,pvc,hj", "-n", self.namespace, "-o", "wide", check=False)
         print(proc.stdout)
+
+
+@contextlib.contextmanager
+def autoscaling_paused(release: Release) -> Iterator[str]:
+    """The worker Deployment with the operator's autoscaling paused (its annotation) for the block: nothing
+    scales the workers but the test. Yields the Deployment's name."""
+    deployment = release.deployment("worker")["metadata"]["name"]
+    release.k("annotate", "deployment", deployment, "humanizer.dev/autoscale-paused=true", "--overwrite")
+    try:
+        yield deployment
+    finally:
+        release.k("annotate", "deployment", deployment, "humanizer.dev/autoscale-paused-")
 
 
 def is_ready(pod: dict[str, Any]) -> bool:

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ from .monitoring import REPO, Monitoring, Prom
 sys.path.insert(0, str(REPO / "tools" / "dashboards"))
 from render_png import render_all, substitute
 
-from .release import CHART, FAKE_LLM_PORT, Release, app_image_tag, fake_llm_objects, is_ready
+from .release import CHART, FAKE_LLM_PORT, Release, app_image_tag, autoscaling_paused, fake_llm_objects, is_ready
 from .test_scale_and_faults import Job
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(900)]
@@ -168,16 +169,6 @@ def wait_alert(prom: Prom, name: str, fire: bool, timeout: float, context: str =
     return time.monotonic() - t0
 
 
-@contextlib.contextmanager
-def autoscaling_paused(release: Release) -> Iterator[str]:
-    deployment = release.deployment("worker")["metadata"]["name"]
-    release.k("annotate", "deployment", deployment, "humanizer.dev/autoscale-paused=true", "--overwrite")
-    try:
-        yield deployment
-    finally:
-        release.k("annotate", "deployment", deployment, "humanizer.dev/autoscale-paused-")
-
-
 def test_queue_not_draining_fires_and_resolves(prom: Prom, release: Release) -> None:
     """Workers up, scraped and consuming, but the provider hangs: a backlog waits and no chunk finishes
     (HumanizerQueueNotDraining, not HumanizerNoWorkers). The provider back (its hung pod replaced), chunks
@@ -268,13 +259,26 @@ def test_provider_auth_failure_alert_fires(prom: Prom, traffic: tuple[float, flo
     FIGURES["_auth_fired"] = f"{time.time() - float(FIGURES['_auth_last_401']):.0f}"
 
 
-def api_call(release: Release, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def api_call(
+    release: Release, method: str, path: str, body: dict[str, Any] | None = None, patience: float = 300.0,
+) -> dict[str, Any]:
+    """One API request, as a well-behaved client makes it: a 429 (the token's unfinished jobs are at
+    ``api.maxActiveJobsPerToken``) is retried after its ``Retry-After``, for up to ``patience`` seconds."""
     url = release.service_url(f"{release.name}-api") + path
-    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": f"Bearer {release.api_token()}",
-                                          "Content-Type": "application/json"})  # fmt: skip
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return dict(json.loads(resp.read()))
+    headers = {"Authorization": f"Bearer {release.api_token()}", "Content-Type": "application/json"}
+    deadline = time.monotonic() + patience
+    while True:
+        req = urllib.request.Request(url, method=method, headers=headers,
+                                     data=json.dumps(body).encode() if body is not None else None)  # fmt: skip
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return dict(json.loads(resp.read()))
+        except urllib.error.HTTPError as exc:
+            wait = float(exc.headers.get("Retry-After") or 5)
+            if exc.code != 429 or time.monotonic() + wait > deadline:
+                raise
+            FIGURES["_api_429s"] = str(int(FIGURES.get("_api_429s", "0")) + 1)
+            time.sleep(wait)
 
 
 def scalar(prom: Prom, expr: str) -> float:
@@ -319,7 +323,8 @@ def test_failure_rate_alerts_fire_and_resolve(prom: Prom, release: Release, traf
     FIGURES["HumanizerJobFailureRateHigh"] = (
         f"{failed:.0f} of {ended:.0f} jobs failed (a dead letter, a 401, 40 permanent 400s): firing "
         f"{took['HumanizerJobFailureRateHigh']:.0f}s after the traffic; {jobs_needed} clean jobs of {per_job} "
-        f"chunks through the API ({t1 - t0:.0f}s): resolved {resolved['HumanizerJobFailureRateHigh']:.0f}s later")
+        f"chunks through the API ({t1 - t0:.0f}s, {FIGURES.get('_api_429s', '0')} answers 429 waited out): "
+        f"resolved {resolved['HumanizerJobFailureRateHigh']:.0f}s later")
     FIGURES["HumanizerChunkFailureRateHigh"] = (
         f"{dead:.0f} of {chunks:.0f} finished chunks dead-lettered: firing within "
         f"{took['HumanizerJobFailureRateHigh'] + took['HumanizerChunkFailureRateHigh']:.0f}s after the traffic; "

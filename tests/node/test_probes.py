@@ -19,7 +19,7 @@ import pytest
 
 from tests.cluster.helpers import wait_until
 
-from .release import Release
+from .release import Release, autoscaling_paused
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(600)]
 
@@ -64,9 +64,16 @@ def test_api_pod_without_redis_leaves_the_service_endpoints(node: Any, release: 
 
 
 def test_hung_worker_is_restarted_by_its_liveness_probe(node: Any, release: Release) -> None:
-    rel = release
-    pod = rel.pods("worker")[0]
-    name = pod["metadata"]["name"]
+    # Paused so the operator cannot scale this pod away while it is stopped (after the monitoring tests'
+    # load it may still be scaling down); a pod already terminating is not a candidate either.
+    with autoscaling_paused(release):
+        _hung_worker_restarted(node, release)
+
+
+def _hung_worker_restarted(node: Any, rel: Release) -> None:
+    wait_until(lambda: rel.ready_pods("worker"), 120, "a Ready worker pod", interval=1)
+    name = rel.ready_pods("worker")[0]
+    pod = rel.get("pod", name)
     probe = pod["spec"]["containers"][0].get("livenessProbe")
     assert probe, "the worker container has no liveness probe"
     restarts = int(pod["status"]["containerStatuses"][0]["restartCount"])
